@@ -176,7 +176,8 @@ export class AppendLog {
   }
 
   /**
-   * Deletes the given committed entries (e.g. a batch the cloud acknowledged). `sizes` are their value sizes,
+   * Deletes the given committed entries, oldest first, from the front of the log (e.g. a batch the cloud
+   * acknowledged). `sizes` are their value sizes,
    * for the byte count. Resolves when the delete is durable.
    */
   deleteEntries(seqs: readonly number[], sizes: readonly number[]): Promise<void> {
@@ -188,7 +189,7 @@ export class AppendLog {
         if (err) return reject(err);
         this.#count -= seqs.length;
         for (const size of sizes) this.#bytes -= size;
-        if (seqs.length) this.#firstSeq = Math.max(this.#firstSeq, seqs[0]);
+        if (seqs.length) this.#firstSeq = Math.max(this.#firstSeq, seqs[seqs.length - 1] + 1);
         resolve();
       }),
     );

@@ -1,0 +1,78 @@
+/**
+ * The edge node's configuration: its schema, defaults and the flags that override it.
+ */
+import { z } from 'zod';
+import type { FlagSpec } from '../shared/cli/args.ts';
+import { compileTopicRules, DEFAULT_TOPIC_RULES } from '../shared/topic-mapping.ts';
+
+const port = z.number().int().min(0).max(65535);
+const id = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'must be 1-64 letters, digits, "-", "_" or ".", starting with a letter or digit');
+
+export const edgeConfigSchema = z.strictObject({
+  /** This edge's name: part of every event's `source` and its identity towards the cloud. */
+  edgeId: id.default('edge-1'),
+  /** Where the buffer's LevelDB lives. */
+  dataDir: z.string().min(1).optional(),
+  mqtt: z
+    .strictObject({
+      host: z.string().default('127.0.0.1'),
+      port: port.default(1883),
+      /** MQTT over WebSocket; null turns it off. */
+      wsPort: port.nullable().default(9001),
+    })
+    .prefault({}),
+  ingest: z
+    .strictObject({
+      topics: z
+        .array(z.strictObject({ topic: z.string().min(1), type: z.string().min(1) }))
+        .min(1)
+        .default([...DEFAULT_TOPIC_RULES])
+        .superRefine((rules, ctx) => {
+          try {
+            compileTopicRules(rules);
+          } catch (err) {
+            ctx.addIssue({ code: 'custom', message: (err as Error).message });
+          }
+        }),
+    })
+    .prefault({}),
+  buffer: z
+    .strictObject({
+      durability: z.enum(['power-safe', 'crash-safe']).default('power-safe'),
+    })
+    .prefault({}),
+  uplink: z
+    .strictObject({
+      url: z.string().regex(/^(mqtts?|wss?|tcp|tls):\/\/.+/, 'must be an MQTT URL such as mqtt://cloud.example:1884').default('mqtt://127.0.0.1:1884'),
+      batchMaxEvents: z.number().int().min(1).max(100_000).default(1000),
+      batchMaxBytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
+      inflight: z.number().int().min(1).max(64).default(4),
+      keepaliveSeconds: z.number().int().min(1).max(3600).default(30),
+      reconnectInitialMs: z.number().int().min(10).default(500),
+      reconnectMaxMs: z.number().int().min(100).default(30_000),
+    })
+    .prefault({}),
+  statusIntervalMs: z.number().int().min(0).default(5000),
+  log: z
+    .strictObject({
+      level: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
+      format: z.enum(['json', 'pretty']).default('json'),
+    })
+    .prefault({}),
+});
+
+export type EdgeConfig = z.output<typeof edgeConfigSchema>;
+
+export const edgeFlags: FlagSpec[] = [
+  { name: 'config', type: 'string', value: 'FILE', help: 'YAML or JSON config file.' },
+  { name: 'edge-id', type: 'string', value: 'ID', config: 'edgeId', default: 'edge-1', help: "This edge's name." },
+  { name: 'data-dir', type: 'string', value: 'DIR', config: 'dataDir', default: '.data/<edgeId>', help: 'Directory of the store-and-forward buffer.' },
+  { name: 'host', type: 'string', config: 'mqtt.host', default: '127.0.0.1', help: 'Address the MQTT listeners bind to (0.0.0.0 for the whole network).' },
+  { name: 'port', type: 'number', config: 'mqtt.port', default: 1883, help: 'MQTT TCP port for devices.' },
+  { name: 'ws-port', type: 'number', config: 'mqtt.wsPort', default: 9001, help: 'MQTT over WebSocket port.' },
+  { name: 'cloud', type: 'string', value: 'URL', config: 'uplink.url', default: 'mqtt://127.0.0.1:1884', help: "The cloud node's uplink URL." },
+  { name: 'durability', type: 'string', value: 'MODE', config: 'buffer.durability', default: 'power-safe', help: 'power-safe (fsync every group commit) or crash-safe (survives kill -9, not power loss).' },
+  { name: 'status-interval', type: 'number', value: 'MS', config: 'statusIntervalMs', default: 5000, help: 'How often to log a status line (0: never).' },
+  { name: 'log-level', type: 'string', value: 'LEVEL', config: 'log.level', default: 'info', help: 'debug, info, warn, error or silent.' },
+  { name: 'log-format', type: 'string', value: 'FORMAT', config: 'log.format', default: 'json', help: 'json (one object per line) or pretty.' },
+];

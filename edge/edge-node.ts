@@ -1,0 +1,151 @@
+/**
+ * The edge node: broker → ingest → buffer → uplink, composed and started as one unit. No side effects until
+ * `start()`; `stop()` closes listeners, the uplink and the store, in that order, so nothing acknowledged is
+ * left half-written.
+ */
+import { join } from 'node:path';
+import { Backoff } from '../shared/backoff.ts';
+import { LevelStore } from '../shared/level-store.ts';
+import type { Logger } from '../shared/logger.ts';
+import { Metrics } from '../shared/metrics.ts';
+import { TopicMapper } from '../shared/topic-mapping.ts';
+import type { RunningMqttServer } from '../shared/mqtt-server.ts';
+import { startMqttServer } from '../shared/mqtt-server.ts';
+import type { EdgeConfig } from './config.ts';
+import { DeadLetters } from './dead-letters.ts';
+import { EdgeBuffer } from './edge-buffer.ts';
+import { Ingest } from './ingest.ts';
+import { ResendGuard } from './resend-guard.ts';
+import type { LinkState } from './uplink.ts';
+import { Uplink } from './uplink.ts';
+
+export interface EdgeStatus {
+  edgeId: string;
+  devices: number;
+  accepted: number;
+  rejected: number;
+  buffered: number;
+  bufferedBytes: number;
+  forwarded: number;
+  deadLetters: number;
+  link: LinkState;
+}
+
+export class EdgeNode {
+  readonly config: EdgeConfig;
+  readonly metrics = new Metrics();
+  readonly #logger: Logger;
+  #store: LevelStore | null = null;
+  #broker: RunningMqttServer | null = null;
+  #uplink: Uplink | null = null;
+  #buffer: EdgeBuffer | null = null;
+  #deadLetters: DeadLetters | null = null;
+
+  constructor(config: EdgeConfig, logger: Logger) {
+    this.config = config;
+    this.#logger = logger.child({ component: 'edge', edgeId: config.edgeId });
+  }
+
+  get dataDir(): string {
+    return this.config.dataDir ?? join('.data', this.config.edgeId);
+  }
+
+  /** Ports actually bound (useful with port 0). */
+  get ports(): { mqtt: number; ws: number | null } {
+    if (!this.#broker) throw new Error('the edge node is not started');
+    return { mqtt: this.#broker.port, ws: this.#broker.wsPort };
+  }
+
+  get buffer(): EdgeBuffer {
+    if (!this.#buffer) throw new Error('the edge node is not started');
+    return this.#buffer;
+  }
+
+  async start(): Promise<void> {
+    const { config } = this;
+    const store = await LevelStore.open(this.dataDir, { durability: config.buffer.durability });
+    this.#store = store;
+    try {
+      const buffer = await EdgeBuffer.open(store);
+      const deadLetters = await DeadLetters.open(store);
+      this.#buffer = buffer;
+      this.#deadLetters = deadLetters;
+      const ingest = new Ingest({
+        mapper: new TopicMapper({ edgeId: config.edgeId, rules: config.ingest.topics }),
+        buffer,
+        resendGuard: new ResendGuard(store),
+        deadLetters,
+        metrics: this.metrics,
+        logger: this.#logger.child({ component: 'ingest' }),
+      });
+      this.#broker = await startMqttServer({
+        host: config.mqtt.host,
+        port: config.mqtt.port,
+        wsPort: config.mqtt.wsPort,
+        hooks: { authorizePublish: ingest.authorizePublish },
+        logger: this.#logger.child({ component: 'broker' }),
+      });
+      this.#uplink = new Uplink({
+        url: config.uplink.url,
+        edgeId: config.edgeId,
+        buffer,
+        batchMaxEvents: config.uplink.batchMaxEvents,
+        batchMaxBytes: config.uplink.batchMaxBytes,
+        inflight: config.uplink.inflight,
+        keepaliveSeconds: config.uplink.keepaliveSeconds,
+        backoff: new Backoff({ initialMs: config.uplink.reconnectInitialMs, maxMs: config.uplink.reconnectMaxMs }),
+        logger: this.#logger.child({ component: 'uplink' }),
+        metrics: this.metrics,
+      });
+      this.#registerGauges();
+      this.#uplink.start();
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+    const stats = this.#buffer!.stats();
+    this.#logger.info('edge node started', {
+      mqtt: `mqtt://${config.mqtt.host}:${this.#broker!.port}`,
+      ws: this.#broker!.wsPort === null ? null : `ws://${config.mqtt.host}:${this.#broker!.wsPort}`,
+      uplink: config.uplink.url,
+      dataDir: this.dataDir,
+      durability: config.buffer.durability,
+      buffered: stats.depth,
+    });
+  }
+
+  #registerGauges(): void {
+    const m = this.metrics;
+    m.gauge('tributary_edge_devices_connected', 'Devices connected to the broker.', () => this.#broker?.aedes.connectedClients ?? 0);
+    m.gauge('tributary_edge_buffer_events', 'Events in the buffer awaiting the cloud.', () => this.#buffer?.stats().depth ?? 0);
+    m.gauge('tributary_edge_buffer_bytes', 'Bytes of events in the buffer.', () => this.#buffer?.stats().bytes ?? 0);
+    m.gauge('tributary_edge_dead_letters', 'Dead letters kept.', () => this.#deadLetters?.count ?? 0);
+    m.gauge('tributary_edge_uplink_connected', '1 when the uplink is connected.', () => (this.#uplink?.state === 'connected' ? 1 : 0));
+  }
+
+  status(): EdgeStatus {
+    const m = this.metrics;
+    const buffer = this.#buffer?.stats();
+    return {
+      edgeId: this.config.edgeId,
+      devices: this.#broker?.aedes.connectedClients ?? 0,
+      accepted: m.total('tributary_edge_events_accepted_total'),
+      rejected: m.total('tributary_edge_messages_rejected_total'),
+      buffered: buffer?.depth ?? 0,
+      bufferedBytes: buffer?.bytes ?? 0,
+      forwarded: m.total('tributary_edge_events_forwarded_total'),
+      deadLetters: this.#deadLetters?.count ?? 0,
+      link: this.#uplink?.state ?? 'stopped',
+    };
+  }
+
+  async stop(): Promise<void> {
+    await this.#broker?.close();
+    this.#broker = null;
+    await this.#uplink?.stop();
+    this.#uplink = null;
+    await this.#store?.close();
+    this.#store = null;
+    this.#logger.info('edge node stopped');
+  }
+}

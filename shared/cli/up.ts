@@ -1,0 +1,125 @@
+/**
+ * `tributary up`: a whole mesh on one machine. Starts a cloud node, an edge node and a simulated fleet as
+ * separate processes (the same runtime as this one), each started once the one before it listens, and stops them
+ * in reverse order on Ctrl-C. The children run in their own process group so that the terminal's Ctrl-C reaches
+ * only this process, which then stops each child gracefully.
+ */
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { connect } from 'node:net';
+import process from 'node:process';
+import { join } from 'node:path';
+import { Logger } from '../logger.ts';
+import { moduleCommand, moduleExtension } from '../runtime.ts';
+import type { CommandSpec } from './args.ts';
+import { formatHelp, parseArgs } from './args.ts';
+import { reportUsageError, waitForSignal } from './node-command.ts';
+
+export const spec: CommandSpec = {
+  name: 'up',
+  summary: 'Run a whole mesh on this machine: a cloud node, an edge node and simulated devices, each its own process.',
+  flags: [
+    { name: 'devices', type: 'number', default: 20, help: 'Simulated devices.' },
+    { name: 'rate', type: 'number', default: 1, help: 'Messages per second per device.' },
+    { name: 'data-dir', type: 'string', value: 'DIR', default: '.data', help: 'Base directory for the cloud log and the edge buffer.' },
+    { name: 'http-port', type: 'number', default: 8080, help: "The cloud's HTTP API port." },
+    { name: 'uplink-port', type: 'number', default: 1884, help: "The cloud's uplink port." },
+    { name: 'mqtt-port', type: 'number', default: 1883, help: "The edge's MQTT port for devices." },
+    { name: 'ws-port', type: 'number', default: 9001, help: "The edge's MQTT over WebSocket port." },
+    { name: 'status-interval', type: 'number', value: 'MS', default: 5000, help: 'How often each node logs its status line.' },
+    { name: 'log-format', type: 'string', value: 'FORMAT', help: 'json or pretty (default: pretty on a terminal, json otherwise).' },
+  ],
+  examples: ['tributary up', 'tributary up --devices 200 --rate 5'],
+};
+
+export async function main(argv: string[]): Promise<number> {
+  let flags: Record<string, string | number | boolean | undefined>;
+  try {
+    const args = parseArgs(spec, argv);
+    if (args.help) {
+      process.stdout.write(formatHelp(spec));
+      return 0;
+    }
+    flags = args.flags;
+  } catch (err) {
+    return reportUsageError(err);
+  }
+  const format = (flags['log-format'] as string | undefined) ?? (process.stderr.isTTY ? 'pretty' : 'json');
+  const logger = new Logger({ format: format === 'pretty' ? 'pretty' : 'json' }).child({ component: 'up' });
+  const dataDir = (flags['data-dir'] as string | undefined) ?? '.data';
+  const httpPort = (flags['http-port'] as number | undefined) ?? 8080;
+  const uplinkPort = (flags['uplink-port'] as number | undefined) ?? 1884;
+  const mqttPort = (flags['mqtt-port'] as number | undefined) ?? 1883;
+  const wsPort = (flags['ws-port'] as number | undefined) ?? 9001;
+  const interval = String((flags['status-interval'] as number | undefined) ?? 5000);
+  const common = ['--log-format', format, '--status-interval', interval];
+
+  const children: { name: string; child: ChildProcess }[] = [];
+  let failed = false;
+  let stopping = false;
+  let childDied: (() => void) | undefined;
+  const died = new Promise<void>((resolve) => (childDied = resolve));
+  const start = async (name: string, args: string[], ready?: number) => {
+    const child = run([...args, ...common]);
+    children.push({ name, child });
+    child.on('exit', (code, signal) => {
+      if (!stopping) {
+        failed = true;
+        logger.error(`${name} exited unexpectedly; stopping the mesh`, { code, signal });
+        childDied!();
+      }
+    });
+    if (ready !== undefined) await waitForPort('127.0.0.1', ready, 30_000, () => child.exitCode !== null);
+  };
+  try {
+    await start('cloud', ['cloud', '--data-dir', join(dataDir, 'cloud'), '--http-port', String(httpPort), '--uplink-port', String(uplinkPort)], httpPort);
+    await start('edge', ['edge', '--data-dir', join(dataDir, 'edge-1'), '--port', String(mqttPort), '--ws-port', String(wsPort), '--cloud', `mqtt://127.0.0.1:${uplinkPort}`], mqttPort);
+    await start('simulate', ['simulate', '--edge', `mqtt://127.0.0.1:${mqttPort}`, '--devices', String(flags.devices ?? 20), '--rate', String(flags.rate ?? 1)]);
+    logger.info('mesh running; press Ctrl-C to stop', {
+      devices: `mqtt://127.0.0.1:${mqttPort}`,
+      api: `http://127.0.0.1:${httpPort}`,
+      stream: `http://127.0.0.1:${httpPort}/v1/stream?from=1`,
+    });
+    await Promise.race([waitForSignal(logger), died]);
+  } catch (err) {
+    failed = true;
+    logger.error((err as Error).message);
+  }
+  stopping = true;
+  for (const { name, child } of children.reverse()) {
+    if (child.exitCode !== null || child.signalCode !== null) continue;
+    child.kill('SIGTERM');
+    const exited = await Promise.race([new Promise((r) => child.once('exit', () => r(true))), delay(10_000).then(() => false)]);
+    if (!exited) {
+      logger.warn(`${name} did not stop in 10 s; killing it`);
+      child.kill('SIGKILL');
+    }
+  }
+  return failed ? 1 : 0;
+}
+
+function run(args: string[]): ChildProcess {
+  const { command, args: prefix } = moduleCommand(new URL('./tributary' + moduleExtension(import.meta.url), import.meta.url));
+  return spawn(command, [...prefix, ...args], { stdio: ['ignore', 'inherit', 'inherit'], detached: true });
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function waitForPort(host: string, port: number, timeoutMs: number, gaveUp: () => boolean): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (gaveUp()) throw new Error(`process exited before listening on ${host}:${port}`);
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, host, () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.on('error', () => resolve(false));
+    });
+    if (open) return;
+    await delay(100);
+  }
+  throw new Error(`nothing listened on ${host}:${port} within ${timeoutMs} ms`);
+}
