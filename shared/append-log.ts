@@ -5,6 +5,7 @@
  * process restarts (the next sequence is kept under a meta key). Both the edge buffer and the cloud log are
  * built on it.
  */
+import process from 'node:process';
 import type { LevelStore, WriteCallback } from './level-store.ts';
 
 export interface LogEntry {
@@ -30,6 +31,13 @@ export function keySeq(key: Uint8Array): number {
 
 /** Namespace byte of the meta keyspace, shared by every log and component of one store. */
 export const META_NAMESPACE = 0x00;
+
+/** The key range holding every entry of `namespace`. */
+function namespaceRange(namespace: number): { gte: Uint8Array; lt: Uint8Array } {
+  // Every key of the namespace is 9 bytes starting with its byte; the next byte alone sorts after all of them
+  // (for 255, a 10-byte key of 0xff does).
+  return { gte: seqKey(namespace, 0), lt: namespace < 0xff ? Uint8Array.of(namespace + 1) : new Uint8Array(10).fill(0xff) };
+}
 
 export function metaKey(name: string): Uint8Array {
   const bytes = new TextEncoder().encode(name);
@@ -65,7 +73,7 @@ export class AppendLog {
   /** Opens the log stored under `namespace` (1-255), scanning it once to learn its bounds and size. */
   static async open(store: LevelStore, namespace: number): Promise<AppendLog> {
     if (namespace <= META_NAMESPACE || namespace > 0xff) throw new RangeError(`log namespace must be 1-255, got ${namespace}`);
-    const range = { gte: seqKey(namespace, 0), lt: seqKey(namespace + 1, 0) };
+    const range = namespaceRange(namespace);
     let first = 0;
     let last = 0;
     let count = 0;
@@ -111,6 +119,10 @@ export class AppendLog {
     this.#bytes += value.byteLength;
     const key = seqKey(this.namespace, seq);
     const onCommit: WriteCallback = (err) => {
+      if (err) {
+        this.#count--;
+        this.#bytes -= value.byteLength;
+      }
       this.#committed(seq, err);
       done(err);
     };
@@ -129,10 +141,15 @@ export class AppendLog {
       this.#bytes += value.byteLength;
     }
     const last = this.#lastSeq;
+    const size = puts.reduce((sum, [, v]) => sum + v.byteLength, 0);
     // The next sequence survives deletion of the whole log; it is cheap enough to keep with each batch.
     puts.push([metaKey(`log/${this.namespace}/next`), seqKey(0, last + 1)], ...extra);
     return new Promise((resolve, reject) =>
       this.store.write(puts, [], (err) => {
+        if (err) {
+          this.#count -= values.length;
+          this.#bytes -= size;
+        }
         this.#committed(last, err);
         if (err) reject(err);
         else resolve({ first, last });
@@ -143,7 +160,14 @@ export class AppendLog {
   #committed(seq: number, err: Error | null): void {
     if (err || seq <= this.#committedSeq) return;
     this.#committedSeq = seq;
-    for (const listener of this.#listeners) listener(seq);
+    for (const listener of this.#listeners) {
+      // A listener's failure must not stop the commit's callback (and so the acknowledgement) or other listeners.
+      try {
+        listener(seq);
+      } catch (err) {
+        process.emitWarning(`an append-log commit listener threw: ${(err as Error).message}`);
+      }
+    }
   }
 
   /** Calls `listener` with the new committed sequence after each commit. Returns the unsubscribe function. */
@@ -163,11 +187,17 @@ export class AppendLog {
       while (true) {
         const page = await it.nextv(Math.min(limit - out.length, 1000));
         if (page.length === 0) break;
+        let full = false;
         for (const [key, value] of page) {
+          // At least one entry, however large; then no more than maxBytes.
+          if (out.length > 0 && bytes + value.byteLength > maxBytes) {
+            full = true;
+            break;
+          }
           out.push({ seq: keySeq(key), value });
           bytes += value.byteLength;
         }
-        if (out.length >= limit || bytes >= maxBytes) break;
+        if (full || out.length >= limit) break;
       }
     } finally {
       await it.close();
@@ -197,7 +227,7 @@ export class AppendLog {
 
   /** Lowest sequence in the log, read from disk (the in-memory bound can lag behind out-of-order deletes). */
   async oldestSeq(): Promise<number | undefined> {
-    for await (const key of this.store.db.keys({ gte: seqKey(this.namespace, 0), lt: seqKey(this.namespace + 1, 0), limit: 1 })) {
+    for await (const key of this.store.db.keys({ ...namespaceRange(this.namespace), limit: 1 })) {
       return keySeq(key);
     }
     return undefined;

@@ -58,7 +58,8 @@ export function validateCloudEvent(value: unknown): CloudEvent {
     throw invalid('data_base64', 'attribute "data_base64" must be a base64 string');
   }
   for (const key of Object.keys(ev)) {
-    if (CONTEXT_ATTRIBUTES.has(key)) continue;
+    // An attribute set to undefined is absent (the SDK's class has such keys).
+    if (CONTEXT_ATTRIBUTES.has(key) || ev[key] === undefined) continue;
     if (!ATTRIBUTE_NAME.test(key)) {
       throw invalid('extension-name', `extension attribute "${key}" must use only lower-case letters and digits (CloudEvents 1.0 §3.1.1)`);
     }

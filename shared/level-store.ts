@@ -4,6 +4,7 @@
  * disk leave together in the next one: one synced LevelDB batch for many events, which is what makes an fsync
  * per acknowledged publish affordable (see DESIGN.md, "facts measured").
  */
+import process from 'node:process';
 import { setImmediate } from 'node:timers';
 import { ClassicLevel } from 'classic-level';
 import { ClosedError, StorageError } from './errors.ts';
@@ -19,7 +20,7 @@ export type WriteCallback = (err: Error | null) => void;
 
 export interface LevelStoreOptions {
   durability?: Durability;
-  /** Most operations in one LevelDB batch; more waits for the next commit. */
+  /** Most operations in one LevelDB batch (a single larger write is not split); more waits for the next commit. */
   maxBatchOps?: number;
 }
 
@@ -39,6 +40,8 @@ export class LevelStore {
   #batch: ChainedBatch | null = null;
   #batchOps = 0;
   #callbacks: WriteCallback[] = [];
+  /** Batches that reached `maxBatchOps`, waiting their turn, oldest first. */
+  #full: { batch: ChainedBatch; ops: number; callbacks: WriteCallback[] }[] = [];
   #writing = false;
   #scheduled = false;
   #closed = false;
@@ -64,14 +67,16 @@ export class LevelStore {
   }
 
   /**
-   * Queues puts and deletes; `done` runs once they are durable (per the store's durability) or failed. All
-   * operations queued in one tick are committed atomically together, in the order they were queued.
+   * Queues puts and deletes; `done` runs once they are durable (per the store's durability) or failed. Each call
+   * is committed atomically, and calls commit in the order they were made; calls of one tick share a commit up
+   * to `maxBatchOps` operations.
    */
   write(puts: readonly (readonly [Uint8Array, Uint8Array])[], dels: readonly Uint8Array[], done: WriteCallback): void {
     if (this.#closed) {
       done(new ClosedError('the store'));
       return;
     }
+    this.#room(puts.length + dels.length);
     const batch = (this.#batch ??= this.db.batch());
     for (let i = 0; i < puts.length; i++) batch.put(puts[i][0], puts[i][1]);
     for (let i = 0; i < dels.length; i++) batch.del(dels[i]);
@@ -86,6 +91,7 @@ export class LevelStore {
       done(new ClosedError('the store'));
       return;
     }
+    this.#room(1);
     (this.#batch ??= this.db.batch()).put(key, value);
     this.#batchOps++;
     this.#callbacks.push(done);
@@ -94,6 +100,16 @@ export class LevelStore {
 
   writeAsync(puts: readonly (readonly [Uint8Array, Uint8Array])[], dels: readonly Uint8Array[] = []): Promise<void> {
     return new Promise((resolve, reject) => this.write(puts, dels, (err) => (err ? reject(err) : resolve())));
+  }
+
+  /** Starts a new batch when `ops` more would take the current one past `maxBatchOps` (each write stays whole). */
+  #room(ops: number): void {
+    if (this.#batch && this.#batchOps + ops > this.#maxBatchOps) {
+      this.#full.push({ batch: this.#batch, ops: this.#batchOps, callbacks: this.#callbacks });
+      this.#batch = null;
+      this.#batchOps = 0;
+      this.#callbacks = [];
+    }
   }
 
   #schedule(): void {
@@ -107,13 +123,16 @@ export class LevelStore {
   }
 
   #flush(): void {
-    const batch = this.#batch;
-    if (!batch || this.#writing) return;
-    const callbacks = this.#callbacks;
-    const ops = this.#batchOps;
-    this.#batch = null;
-    this.#batchOps = 0;
-    this.#callbacks = [];
+    if (this.#writing) return;
+    let next = this.#full.shift();
+    if (!next) {
+      if (!this.#batch) return;
+      next = { batch: this.#batch, ops: this.#batchOps, callbacks: this.#callbacks };
+      this.#batch = null;
+      this.#batchOps = 0;
+      this.#callbacks = [];
+    }
+    const { batch, ops, callbacks } = next;
     this.#writing = true;
     batch.write({ sync: this.durability === 'power-safe' }).then(
       () => this.#finish(callbacks, ops, null),
@@ -127,10 +146,17 @@ export class LevelStore {
       this.stats.commits++;
       this.stats.committedOps += ops;
     }
-    for (let i = 0; i < callbacks.length; i++) callbacks[i](err);
-    if (this.#batch) {
-      if (this.#batchOps >= this.#maxBatchOps) this.#flush();
-      else this.#schedule();
+    for (let i = 0; i < callbacks.length; i++) {
+      try {
+        callbacks[i](err);
+      } catch (cbErr) {
+        process.emitWarning(`a LevelStore write callback threw: ${(cbErr as Error).message}`);
+      }
+    }
+    if (this.#full.length) {
+      this.#flush();
+    } else if (this.#batch) {
+      this.#schedule();
     } else {
       const idle = this.#idle;
       this.#idle = [];
@@ -140,13 +166,15 @@ export class LevelStore {
 
   /** Resolves when every queued write has been committed. */
   flushed(): Promise<void> {
-    if (!this.#batch && !this.#writing) return Promise.resolve();
+    if (!this.#batch && !this.#writing && !this.#full.length) return Promise.resolve();
     return new Promise((resolve) => this.#idle.push(resolve));
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
-    await this.flushed();
+    // A write may be queued by a callback of the last commit; loop until none is left, then refuse new ones.
+    do await this.flushed();
+    while (this.#batch || this.#writing || this.#full.length);
     this.#closed = true;
     await this.db.close();
   }

@@ -63,7 +63,7 @@ export class Logger {
 
   #write(level: LogLevelName, msg: string, fields: LogFields | undefined): void {
     const record: LogFields = { time: new Date(this.#clock()).toISOString(), level, ...this.#bindings, msg };
-    if (fields) for (const [k, v] of Object.entries(fields)) record[k] = redact(k, v);
+    if (fields) for (const [k, v] of Object.entries(fields)) record[k] = v;
     this.#sink.write(this.#format === 'json' ? JSON.stringify(record, replacer) + '\n' : pretty(record));
   }
 }
@@ -72,11 +72,8 @@ function levelName(level: number): LogLevelName {
   return (Object.keys(LogLevel) as LogLevelName[]).find((k) => LogLevel[k] === level) ?? 'info';
 }
 
-function redact(key: string, value: unknown): unknown {
-  return SECRET_KEY.test(key) && value !== undefined ? '[redacted]' : value;
-}
-
-function replacer(_key: string, value: unknown): unknown {
+function replacer(key: string, value: unknown): unknown {
+  if (key && SECRET_KEY.test(key) && value !== undefined) return '[redacted]';
   if (value instanceof Error) {
     const out: LogFields = { name: value.name, message: value.message };
     if ('code' in value) out.code = (value as { code: unknown }).code;
@@ -91,7 +88,8 @@ function pretty(record: LogFields): string {
   const { time, level, component, msg, ...rest } = record;
   const clock = String(time).slice(11, 19);
   const parts = [clock, String(level).toUpperCase().padEnd(5), component ? `${String(component)}:` : '', msg];
-  for (const [k, v] of Object.entries(rest)) {
+  for (const [k, raw] of Object.entries(rest)) {
+    const v = replacer(k, raw);
     const text = typeof v === 'string' ? v : JSON.stringify(v, replacer);
     parts.push(`${k}=${text}`);
   }

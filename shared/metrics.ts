@@ -23,7 +23,7 @@ interface Family {
 }
 
 function labelKey(labels: Labels): string {
-  return Object.keys(labels).sort().map((k) => `${k}=${labels[k]}`).join(',');
+  return JSON.stringify(Object.keys(labels).sort().map((k) => [k, labels[k]]));
 }
 
 export class Metrics {
@@ -68,7 +68,10 @@ export class Metrics {
     const out: Record<string, number | Record<string, number>> = {};
     for (const [name, family] of this.#families) {
       const values: Record<string, number> = {};
-      for (const [key, s] of family.series) values[key || '_'] = s.counter ? s.counter.value : s.read!();
+      for (const s of family.series.values()) {
+        const key = Object.keys(s.labels).sort().map((k) => `${k}=${s.labels[k]}`).join(',');
+        values[key || '_'] = s.counter ? s.counter.value : s.read!();
+      }
       const keys = Object.keys(values);
       out[name] = keys.length === 1 && keys[0] === '_' ? values._ : values;
     }
@@ -79,7 +82,7 @@ export class Metrics {
   prometheus(): string {
     const lines: string[] = [];
     for (const [name, family] of this.#families) {
-      lines.push(`# HELP ${name} ${family.help}`, `# TYPE ${name} ${family.kind}`);
+      lines.push(`# HELP ${name} ${family.help.replace(/[\\\n]/g, (c) => (c === '\n' ? '\\n' : '\\\\'))}`, `# TYPE ${name} ${family.kind}`);
       for (const s of family.series.values()) {
         const labels = Object.entries(s.labels).map(([k, v]) => `${k}="${v.replace(/["\\\n]/g, (c) => (c === '\n' ? '\\n' : '\\' + c))}"`);
         lines.push(`${name}${labels.length ? `{${labels.join(',')}}` : ''} ${s.counter ? s.counter.value : s.read!()}`);

@@ -3,6 +3,7 @@
  * Node.js and Deno.
  */
 import process from 'node:process';
+import { fileURLToPath } from 'node:url';
 
 declare const Deno: { version: { deno: string }; execPath(): string } | undefined;
 
@@ -21,7 +22,7 @@ export function runtimeVersion(): string {
  * runs the `.ts` source (the module URL tells which one this process is using).
  */
 export function moduleCommand(moduleUrl: URL): { command: string; args: string[] } {
-  const path = moduleUrl.pathname;
+  const path = fileURLToPath(moduleUrl);
   if (runtimeKey() === 'deno') {
     return { command: Deno!.execPath(), args: ['run', '-A', '--quiet', path] };
   }
