@@ -2,6 +2,7 @@
  * The cloud node's configuration: its schema, defaults and the flags that override it.
  */
 import { z } from 'zod';
+import { nodeSettings } from '../shared/config.ts';
 import type { FlagSpec } from '../shared/cli/args.ts';
 
 const port = z.number().int().min(0).max(65535);
@@ -26,13 +27,7 @@ export const cloudConfigSchema = z.strictObject({
       port: port.default(8080),
     })
     .prefault({}),
-  statusIntervalMs: z.number().int().min(0).default(5000),
-  log: z
-    .strictObject({
-      level: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
-      format: z.enum(['json', 'pretty']).default('json'),
-    })
-    .prefault({}),
+  ...nodeSettings,
 });
 
 export type CloudConfig = z.output<typeof cloudConfigSchema>;

@@ -3,6 +3,7 @@
  * and how it becomes `FleetOptions`.
  */
 import { z } from 'zod';
+import { nodeSettings } from '../shared/config.ts';
 import type { FlagSpec } from '../shared/cli/args.ts';
 import type { FleetOptions } from './fleet.ts';
 import { PROFILE_NAMES } from './profiles.ts';
@@ -40,13 +41,7 @@ export const simulatorConfigSchema = z.strictObject({
   /** New connections per second while starting. */
   connectRate: z.number().positive().default(250),
   reconnectPeriodMs: z.number().int().min(10).default(1000),
-  statusIntervalMs: z.number().int().min(0).default(5000),
-  log: z
-    .strictObject({
-      level: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
-      format: z.enum(['json', 'pretty']).default('json'),
-    })
-    .prefault({}),
+  ...nodeSettings,
 });
 
 export type SimulatorConfig = z.output<typeof simulatorConfigSchema>;

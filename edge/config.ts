@@ -2,6 +2,7 @@
  * The edge node's configuration: its schema, defaults and the flags that override it.
  */
 import { z } from 'zod';
+import { nodeSettings } from '../shared/config.ts';
 import type { FlagSpec } from '../shared/cli/args.ts';
 import { compileTopicRules, DEFAULT_TOPIC_RULES } from '../shared/topic-mapping.ts';
 
@@ -52,13 +53,7 @@ export const edgeConfigSchema = z.strictObject({
       reconnectMaxMs: z.number().int().min(100).default(30_000),
     })
     .prefault({}),
-  statusIntervalMs: z.number().int().min(0).default(5000),
-  log: z
-    .strictObject({
-      level: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
-      format: z.enum(['json', 'pretty']).default('json'),
-    })
-    .prefault({}),
+  ...nodeSettings,
 });
 
 export type EdgeConfig = z.output<typeof edgeConfigSchema>;

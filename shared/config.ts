@@ -4,8 +4,19 @@
  */
 import { readFile } from 'node:fs/promises';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
-import type { z } from 'zod';
+import { z } from 'zod';
 import { ConfigError } from './errors.ts';
+
+/** Settings every node and the simulator have: how often to log status, and how to log. */
+export const nodeSettings = {
+  statusIntervalMs: z.number().int().min(0).default(5000),
+  log: z
+    .strictObject({
+      level: z.enum(['debug', 'info', 'warn', 'error', 'silent']).default('info'),
+      format: z.enum(['json', 'pretty']).default('json'),
+    })
+    .prefault({}),
+};
 
 export interface LoadConfigOptions {
   /** Path of a `.yaml`, `.yml` or `.json` file. */
