@@ -95,6 +95,8 @@ export class Uplink {
     this.#client = client;
     client.on('connect', () => {
       if (generation !== this.#generation) return;
+      // mqtt.js leaves Nagle's algorithm on; it holds each batch's small packets back by up to 40 ms.
+      (client.stream as { setNoDelay?: (on: boolean) => void } | undefined)?.setNoDelay?.(true);
       this.#state = 'connected';
       this.#o.backoff.reset();
       this.#reconnects.inc();
