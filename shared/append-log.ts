@@ -142,8 +142,9 @@ export class AppendLog {
     }
     const last = this.#lastSeq;
     const size = puts.reduce((sum, [, v]) => sum + v.byteLength, 0);
-    // The next sequence survives deletion of the whole log; it is cheap enough to keep with each batch.
-    puts.push([metaKey(`log/${this.namespace}/next`), seqKey(0, last + 1)], ...extra);
+    // The next sequence after a restart comes from the last key, or (once everything is deleted) from the
+    // mark `deleteEntries` keeps.
+    puts.push(...extra);
     return new Promise((resolve, reject) =>
       this.store.write(puts, [], (err) => {
         if (err) {

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Runtime } from '../helpers/node-process.ts';
 import { NodeProcess } from '../helpers/node-process.ts';
+import { SseClient } from '../helpers/sse-client.ts';
 import { waitFor } from '../helpers/wait.ts';
 import type { Mesh } from './mesh.ts';
 import { readCloudLog, seqsByDevice, startMesh } from './mesh.ts';
@@ -47,27 +48,13 @@ for (const runtime of ['node', 'deno'] as Runtime[]) {
     it('replays the log to an SSE subscriber from an offset, filtered by type prefix', async () => {
       const res = await fetch(`${mesh.httpUrl}/v1/stream?from=1&type=io.tributary.telemetry.temperature`);
       expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
-      const reader = res.body!.getReader();
-      const decoder = new TextDecoder();
+      await res.body!.cancel();
+      const client = new SseClient(`${mesh.httpUrl}/v1/stream?from=1&type=io.tributary.telemetry.temperature`);
       const expected = (await readCloudLog(mesh.httpUrl)).filter((e) => e.event.type === 'io.tributary.telemetry.temperature');
       expect(expected.length).toBeGreaterThan(0);
-      let text = '';
-      const received: { id: number; type: string }[] = [];
-      const deadline = Date.now() + 15_000;
-      while (received.length < expected.length && Date.now() < deadline) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        text += decoder.decode(value, { stream: true });
-        let end;
-        while ((end = text.indexOf('\n\n')) >= 0) {
-          const block = text.slice(0, end);
-          text = text.slice(end + 2);
-          const id = /^id: (\d+)$/m.exec(block);
-          const data = /^data: (.*)$/m.exec(block);
-          if (id && data) received.push({ id: Number(id[1]), type: JSON.parse(data[1]).type });
-        }
-      }
-      await reader.cancel();
+      await client.until(`${expected.length} temperature events`, () => client.messages.length >= expected.length, 15_000);
+      client.close();
+      const received = client.events().map((event, i) => ({ id: client.ids()[i], type: event.type }));
       expect(received.map((r) => r.id)).toEqual(expected.map((e) => e.offset));
       expect(new Set(received.map((r) => r.type))).toEqual(new Set(['io.tributary.telemetry.temperature']));
     });

@@ -4,7 +4,7 @@ import type { LogEntry } from '../../shared/append-log.ts';
 import { AppendLog, keySeq, META_NAMESPACE, metaKey, seqKey } from '../../shared/append-log.ts';
 import { ClosedError } from '../../shared/errors.ts';
 import { LevelStore } from '../../shared/level-store.ts';
-import { makeTempDir, removeTempDir } from './temp-dir.ts';
+import { tempDir } from '../helpers/temp-dir.ts';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -58,19 +58,21 @@ describe('metaKey', () => {
 });
 
 describe('AppendLog', () => {
+  let tmp: ReturnType<typeof tempDir>;
   let dir: string;
   let dbPath: string;
   let store: LevelStore;
 
   beforeEach(async () => {
-    dir = makeTempDir();
+    tmp = tempDir();
+    dir = tmp.path;
     dbPath = path.join(dir, 'db');
     store = await LevelStore.open(dbPath);
   });
 
   afterEach(async () => {
     await store.close();
-    removeTempDir(dir);
+    tmp.remove();
   });
 
   async function reopen(): Promise<void> {

@@ -4,7 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { loadConfig, parseConfig } from '../../shared/config.ts';
 import { ConfigError } from '../../shared/errors.ts';
-import { makeTempDir, removeTempDir } from './temp-dir.ts';
+import { tempDir } from '../helpers/temp-dir.ts';
 
 const schema = z.strictObject({
   edgeId: z.string().min(1),
@@ -23,11 +23,13 @@ const schema = z.strictObject({
 });
 
 describe('loadConfig', () => {
+  let tmp: ReturnType<typeof tempDir>;
   let dir: string;
   beforeEach(() => {
-    dir = makeTempDir();
+    tmp = tempDir();
+    dir = tmp.path;
   });
-  afterEach(() => removeTempDir(dir));
+  afterEach(() => tmp.remove());
 
   function file(name: string, text: string): string {
     const p = path.join(dir, name);

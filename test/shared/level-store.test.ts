@@ -2,7 +2,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ClosedError, StorageError } from '../../shared/errors.ts';
 import { LevelStore } from '../../shared/level-store.ts';
-import { makeTempDir, removeTempDir } from './temp-dir.ts';
+import { tempDir } from '../helpers/temp-dir.ts';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -19,6 +19,7 @@ async function read(store: LevelStore, k: string): Promise<string | undefined> {
 }
 
 describe('LevelStore', () => {
+  let tmp: ReturnType<typeof tempDir>;
   let dir: string;
   let dbPath: string;
   const open: LevelStore[] = [];
@@ -30,13 +31,14 @@ describe('LevelStore', () => {
   }
 
   beforeEach(() => {
-    dir = makeTempDir();
+    tmp = tempDir();
+    dir = tmp.path;
     dbPath = path.join(dir, 'db');
   });
 
   afterEach(async () => {
     for (const store of open.splice(0)) await store.close();
-    removeTempDir(dir);
+    tmp.remove();
   });
 
   it('keeps a write once its callback has run, across close and reopen', async () => {

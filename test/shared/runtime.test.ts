@@ -4,7 +4,7 @@ import process from 'node:process';
 import { pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { env, moduleCommand, moduleExtension, runtimeKey, runtimeVersion } from '../../shared/runtime.ts';
-import { makeTempDir, removeTempDir } from './temp-dir.ts';
+import { tempDir } from '../helpers/temp-dir.ts';
 
 describe('runtimeKey and runtimeVersion', () => {
   it('report Node.js, with its version, when the tests run on Node', () => {
@@ -14,9 +14,10 @@ describe('runtimeKey and runtimeVersion', () => {
 });
 
 describe('moduleCommand', () => {
+  let tmp: ReturnType<typeof tempDir> | undefined;
   let dir: string | undefined;
   afterEach(() => {
-    if (dir) removeTempDir(dir);
+    tmp?.remove();
     dir = undefined;
   });
 
@@ -26,7 +27,8 @@ describe('moduleCommand', () => {
   });
 
   it('passes a path that exists on disk even when the directory name has a space', () => {
-    dir = makeTempDir();
+    tmp = tempDir();
+    dir = tmp.path;
     const file = path.join(dir, 'my project', 'main.js');
     fs.mkdirSync(path.dirname(file));
     fs.writeFileSync(file, '');
