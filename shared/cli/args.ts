@@ -93,8 +93,8 @@ export function parseArgs(spec: CommandSpec, argv: readonly string[]): ParsedArg
   return { help, flags, overrides, flagOf, positionals };
 }
 
-export function formatHelp(spec: CommandSpec): string {
-  const lines = [`Usage: tributary ${spec.name} [flags]`, '', spec.summary];
+export function formatHelp(spec: CommandSpec, command = `tributary ${spec.name}`): string {
+  const lines = [`Usage: ${command} [flags]`, '', spec.summary];
   if (spec.description) lines.push('', spec.description);
   lines.push('', 'Flags:');
   const rows = [...spec.flags, { name: 'help', type: 'boolean', help: 'Show this help and exit.' } as FlagSpec].map((f) => {

@@ -5,17 +5,28 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { repoRoot } from './repo-root.ts';
 
 export type Runtime = 'node' | 'deno';
 
-const root = fileURLToPath(new URL('../..', import.meta.url));
+const root = repoRoot;
 
 export function commandFor(runtime: Runtime): { command: string; args: string[] } {
   if (runtime === 'deno') return { command: `${root}node_modules/.bin/deno`, args: ['run', '-A', '--quiet', `${root}shared/cli/tributary.ts`] };
   const entry = `${root}dist/shared/cli/tributary.js`;
   if (!existsSync(entry)) throw new Error(`${entry} is missing: run "npm run build" first (npm test does)`);
   return { command: process.execPath, args: [entry] };
+}
+
+/** A command line to run instead of `tributary` (a baseline broker, say). */
+export interface Command {
+  command: string;
+  args: string[];
+}
+
+export interface SpawnOptions {
+  /** Pin the process to this CPU core (with `taskset`), as the benchmarks do. */
+  cpu?: number;
 }
 
 export class NodeProcess {
@@ -25,9 +36,12 @@ export class NodeProcess {
   readonly exited: Promise<number | null>;
   #waiters: { match: (r: Record<string, unknown>) => boolean; resolve: (r: Record<string, unknown>) => void }[] = [];
 
-  constructor(runtime: Runtime, args: string[]) {
-    const { command, args: prefix } = commandFor(runtime);
-    this.child = spawn(command, [...prefix, ...args, '--log-format', 'json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  /** Runs `tributary <args>` on `runtime`, or a given command line as is. */
+  constructor(runtime: Runtime | Command, args: string[], options: SpawnOptions = {}) {
+    const { command, args: prefix } = typeof runtime === 'string' ? commandFor(runtime) : runtime;
+    const argv = typeof runtime === 'string' ? [...prefix, ...args, '--log-format', 'json'] : [...prefix, ...args];
+    const pinned = options.cpu === undefined ? [command, ...argv] : ['taskset', '-c', String(options.cpu), command, ...argv];
+    this.child = spawn(pinned[0], pinned.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
     let partial = '';
     const onData = (chunk: Buffer) => {
       partial += chunk.toString();
