@@ -21,6 +21,15 @@ describe('payload', () => {
     expect(readTs(p)).toBe(98_765.432);
   });
 
+  it('stamps small, large and fractional values exactly', () => {
+    const p = payloadTemplate(120);
+    for (const [seq, ts] of [[0, 0], [7, 0.001], [999_999_999_999, 123_456_789.5], [42, 0.5]]) {
+      stamp(p, 0, seq, ts);
+      const parsed = JSON.parse(p.toString('latin1')) as { seq: number; ts: number };
+      expect([parsed.seq, parsed.ts, readSeq(p), readTs(p)]).toEqual([seq, ts, seq, ts]);
+    }
+  });
+
   it('refuses a size too small for its fields', () => {
     expect(() => payloadTemplate(50)).toThrow(/below the \d+ bytes/);
   });

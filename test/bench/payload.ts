@@ -23,10 +23,27 @@ export function payloadTemplate(size = 200): Buffer {
   return Buffer.from(text, 'latin1');
 }
 
-/** Writes seq and send time into a payload (or a packet) whose payload starts at `offset`. */
+/**
+ * Writes seq and send time into a payload (or a packet) whose payload starts at `offset`. Digits are written
+ * by hand, right to left: formatting numbers as strings cost the load generator a quarter of its time.
+ */
 export function stamp(buf: Buffer, offset: number, seq: number, ts: number): void {
-  buf.write(String(seq).padStart(SEQ_WIDTH), offset + SEQ_OFFSET, SEQ_WIDTH, 'latin1');
-  buf.write(ts.toFixed(3).padStart(TS_WIDTH), offset + TS_OFFSET, TS_WIDTH, 'latin1');
+  writeDigits(buf, offset + SEQ_OFFSET + SEQ_WIDTH, SEQ_WIDTH, seq, -1);
+  writeDigits(buf, offset + TS_OFFSET + TS_WIDTH, TS_WIDTH, Math.round(ts * 1000), 3);
+}
+
+/** Right-aligns the digits of `n` (≥ 0) in `width` bytes ending before `end`, with a '.' `decimals` from the right. */
+function writeDigits(buf: Buffer, end: number, width: number, n: number, decimals: number): void {
+  let at = end - 1;
+  const start = end - width;
+  let written = 0;
+  do {
+    if (written === decimals) buf[at--] = 0x2e;
+    buf[at--] = 0x30 + (n % 10);
+    n = Math.floor(n / 10);
+    written++;
+  } while ((n > 0 || written <= decimals) && at >= start);
+  while (at >= start) buf[at--] = 0x20;
 }
 
 /** Reads the seq of a raw payload. */
@@ -41,5 +58,14 @@ export function readSeq(payload: Buffer): number {
 
 /** Reads the send time of a raw payload. */
 export function readTs(payload: Buffer): number {
-  return Number(payload.toString('latin1', TS_OFFSET, TS_OFFSET + TS_WIDTH));
+  let n = 0;
+  let scale = 0;
+  for (let i = TS_OFFSET; i < TS_OFFSET + TS_WIDTH; i++) {
+    const c = payload[i];
+    if (c >= 0x30 && c <= 0x39) {
+      n = n * 10 + (c - 0x30);
+      if (scale) scale *= 10;
+    } else if (c === 0x2e) scale = 1;
+  }
+  return scale ? n / scale : n;
 }

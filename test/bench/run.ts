@@ -32,7 +32,7 @@ const spec: CommandSpec = {
     { name: 'quick', type: 'boolean', help: 'A small version of every scenario (under 2 minutes).' },
     { name: 'only', type: 'string', value: 'LIST', help: `Comma-separated scenarios to run: ${SCENARIOS.join(', ')}.` },
     { name: 'runs', type: 'number', value: 'N', help: 'Alternated rounds per ingest measurement (default 5; 1 with --quick).' },
-    { name: 'seconds', type: 'number', value: 'S', help: 'Length of each measurement (default 5; 2 with --quick).' },
+    { name: 'seconds', type: 'number', value: 'S', help: 'Length of each measurement (default 5; 1.5 with --quick).' },
     { name: 'deno', type: 'boolean', default: true, help: 'Also run the headline measurements on Deno (--no-deno to skip).' },
     { name: 'markdown', type: 'string', value: 'FILE', default: 'docs/benchmarks.md', help: 'Where to write the report ("-" for nowhere).' },
   ],
@@ -99,7 +99,7 @@ async function main(argv: string[]): Promise<number> {
     {
       quick,
       runs: Number(args.flags.runs ?? (quick ? 1 : 5)),
-      seconds: Number(args.flags.seconds ?? (quick ? 2 : 5)),
+      seconds: Number(args.flags.seconds ?? (quick ? 1.5 : 5)),
       runtimes,
       mosquitto,
     },
@@ -123,8 +123,8 @@ async function main(argv: string[]): Promise<number> {
     if (run('drain')) await drain(suite, 'node', quick ? 100_000 : 1_000_000);
     if (run('fan-out')) fanOut(suite);
     if (run('footprint')) {
-      await footprint(suite, 'node', quick ? [1000] : [1000, 10_000]);
-      if (deno) await footprint(suite, 'deno', [1000]);
+      await footprint(suite, 'node', quick ? [5000] : [10_000]);
+      if (deno) await footprint(suite, 'deno', quick ? [5000] : [10_000]);
     }
   } finally {
     suite.cleanup();

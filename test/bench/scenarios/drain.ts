@@ -48,6 +48,7 @@ export async function drain(suite: Suite, runtime: Runtime, backlog: number): Pr
     const httpUrl = cloud.httpUrl;
     const samples: { t: number; offset: number }[] = [];
     let drainedAt = 0;
+    let firstAt = 0;
     let rssPeak = 0;
     let polling = false;
     const poller = setInterval(() => {
@@ -58,6 +59,7 @@ export async function drain(suite: Suite, runtime: Runtime, backlog: number): Pr
         .then((offset) => {
           const t = performance.now() - t0;
           samples.push({ t, offset });
+          if (!firstAt && offset > 0) firstAt = t;
           if (offset >= backlog + live.sent - live.unacked) drainedAt = t;
           if (samples.length % 8 === 0) suite.progress(`drain: ${offset}/${backlog} in the cloud after ${(t / 1000).toFixed(1)} s`);
         })
@@ -82,8 +84,9 @@ export async function drain(suite: Suite, runtime: Runtime, backlog: number): Pr
       runtime,
       backlog,
       fillRate: filled.rate,
-      drainSeconds: round(drainedAt / 1000, 2),
-      drainRate: Math.round((backlog * 1000) / drainedAt),
+      reconnectSeconds: round(firstAt / 1000, 2),
+      drainSeconds: round((drainedAt - firstAt) / 1000, 2),
+      drainRate: Math.round((backlog * 1000) / (drainedAt - firstAt)),
       steadyDrainRate: Math.round(steady),
       liveRate: LIVE_RATE,
       liveEdgeP99Ms: liveRun.ack?.p99 ?? null,
