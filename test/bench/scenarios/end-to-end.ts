@@ -14,6 +14,7 @@ import { LoadGenerator, sleep } from '../loadgen.ts';
 import { MqttSink } from '../mqtt-sink.ts';
 import { SseSink } from '../sse-sink.ts';
 import type { Suite } from '../suite.ts';
+import { median } from '../suite.ts';
 import { CORES, startCloud, startEdge, startMosquitto } from '../targets.ts';
 
 const DEVICES = 100;
@@ -112,24 +113,48 @@ function sustained(run: RateRun): boolean {
   return run.stalled === 0 && run.lost === 0 && run.e2e.p99 < SUSTAINED_P99_MS;
 }
 
+/**
+ * Each rate is measured on every pair in alternation, `runs` rounds (at most 3), each round in a new order; the
+ * medians are reported. Both pairs stay up throughout (an idle pair costs next to nothing).
+ */
 export async function endToEnd(suite: Suite, runtime: Runtime, rates: readonly number[], withBridge: boolean): Promise<void> {
-  const pairs: (() => Promise<Pair>)[] = [() => tributaryPair(suite, runtime)];
-  if (withBridge && suite.options.mosquitto) pairs.push(() => mosquittoPair(suite));
-  for (const makePair of pairs) {
-    const pair = await makePair();
-    try {
+  const pairs: Pair[] = [];
+  try {
+    pairs.push(await tributaryPair(suite, runtime));
+    if (withBridge && suite.options.mosquitto) pairs.push(await mosquittoPair(suite));
+    for (const pair of pairs) {
       suite.progress(`end-to-end ${pair.name} (${pair.runtime}): warming up`);
       await atRate(pair, 2000, 1);
-      for (const rate of rates) {
-        suite.progress(`end-to-end ${pair.name} (${pair.runtime}) at ${rate}/s for ${suite.options.seconds} s`);
-        const run = await atRate(pair, rate, suite.options.seconds);
-        suite.emit({ bench: 'end-to-end', system: pair.name, runtime: pair.runtime, ...flatten(run), seconds: suite.options.seconds, devices: DEVICES });
-      }
-    } finally {
-      await pair.stop();
-      suite.cleanup();
     }
+    const rounds = Math.min(3, suite.options.runs);
+    for (const rate of rates) {
+      const runs = new Map<Pair, RateRun[]>(pairs.map((p) => [p, []]));
+      for (let r = 0; r < rounds; r++) {
+        for (const pair of pairs.map((_, i) => pairs[(i + r) % pairs.length])) {
+          suite.progress(`end-to-end ${pair.name} (${pair.runtime}) at ${rate}/s for ${suite.options.seconds} s, round ${r + 1}/${rounds}`);
+          runs.get(pair)!.push(await atRate(pair, rate, suite.options.seconds));
+        }
+      }
+      for (const pair of pairs) {
+        suite.emit({ bench: 'end-to-end', system: pair.name, runtime: pair.runtime, ...medianRun(runs.get(pair)!), rounds, seconds: suite.options.seconds, devices: DEVICES });
+      }
+    }
+  } finally {
+    for (const pair of pairs) await pair.stop();
+    suite.cleanup();
   }
+}
+
+/** Medians of the latency figures over rounds; loss, duplicates and stalls summed. */
+function medianRun(runs: readonly RateRun[]): Record<string, unknown> {
+  const flat = runs.map(flatten);
+  const out: Record<string, unknown> = { ...flat[0] };
+  for (const key of ['delivered', 'edgeP50Ms', 'edgeP99Ms', 'edgeMaxMs', 'e2eP50Ms', 'e2eP99Ms', 'e2eMaxMs', 'loadgenCpuCores']) {
+    const values = flat.map((f) => f[key]).filter((v): v is number => typeof v === 'number');
+    out[key] = values.length ? median(values) : null;
+  }
+  for (const key of ['lost', 'duplicates', 'stalled']) out[key] = flat.reduce((n, f) => n + Number(f[key]), 0);
+  return out;
 }
 
 /** The highest rate each pair sustains: doubling from 5k/s (10k/s in a quick run) until it fails, then bisecting. */
