@@ -1,11 +1,12 @@
 /**
  * The edge's store-and-forward buffer: every accepted device message, as an encoded CloudEvent, in an
  * append-only LevelDB log until the cloud has acknowledged it. A QoS 1 publish is acknowledged to its device
- * only from the append's callback, i.e. after the group commit that made it durable.
+ * only from the append's callback, i.e. after the group commit that made it durable. The events of one commit
+ * are stored together, as one segment (see segment-log.ts).
  */
 import type { LogEntry } from '../shared/append-log.ts';
-import { AppendLog } from '../shared/append-log.ts';
 import type { LevelStore, WriteCallback } from '../shared/level-store.ts';
+import { SegmentLog } from '../shared/segment-log.ts';
 
 export const BUFFER_NAMESPACE = 0x10;
 
@@ -18,19 +19,22 @@ export interface BufferStats {
 }
 
 export class EdgeBuffer {
-  readonly #log: AppendLog;
+  readonly #log: SegmentLog;
 
-  private constructor(log: AppendLog) {
+  private constructor(log: SegmentLog) {
     this.#log = log;
   }
 
   static async open(store: LevelStore): Promise<EdgeBuffer> {
-    return new EdgeBuffer(await AppendLog.open(store, BUFFER_NAMESPACE));
+    return new EdgeBuffer(await SegmentLog.open(store, BUFFER_NAMESPACE));
   }
 
-  /** Buffers one encoded event; `done` runs when it is durable. `extra` puts commit atomically with it. */
-  append(event: Uint8Array, done: WriteCallback, extra?: readonly (readonly [Uint8Array, Uint8Array])[]): number {
-    return this.#log.append(event, done, extra);
+  /**
+   * Buffers one encoded event; `done` runs when it is durable. Writes that must commit atomically with the event
+   * are added right after this call, in the same synchronous run (see `ResendGuard.remember`).
+   */
+  append(event: Uint8Array, done: WriteCallback): number {
+    return this.#log.append(event, done);
   }
 
   /** Durable events from `fromSeq` on, oldest first. */
@@ -38,12 +42,9 @@ export class EdgeBuffer {
     return this.#log.read(fromSeq, maxEvents, maxBytes);
   }
 
-  /** Removes events the cloud has acknowledged. */
+  /** Removes events the cloud has acknowledged (read from this buffer, oldest first). */
   release(entries: readonly LogEntry[]): Promise<void> {
-    return this.#log.deleteEntries(
-      entries.map((e) => e.seq),
-      entries.map((e) => e.value.byteLength),
-    );
+    return this.#log.release(entries);
   }
 
   /** Lowest sequence still buffered (the next one the uplink must send after a reconnect). */

@@ -73,7 +73,7 @@ export class EdgeNode {
       const ingest = new Ingest({
         mapper: new TopicMapper({ edgeId: config.edgeId, rules: config.ingest.topics }),
         buffer,
-        resendGuard: new ResendGuard(store),
+        resendGuard: await ResendGuard.open(store),
         deadLetters,
         metrics: this.metrics,
         logger: this.#logger.child({ component: 'ingest' }),

@@ -8,7 +8,6 @@
  * never accept.
  */
 import type { Client, PublishPacket } from 'aedes';
-import { encode } from '../shared/codec.ts';
 import type { InvalidEventError } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { Counter, Metrics } from '../shared/metrics.ts';
@@ -90,26 +89,14 @@ export class Ingest {
   };
 
   #ingest(clientId: string, packet: PublishPacket, payload: Uint8Array, hash: number, done: (err: Error | null) => void): void {
-    const result = this.#mapper.map(packet.topic, payload);
+    const result = this.#mapper.mapEncoded(packet.topic, payload);
     if (!result.ok) {
       this.#reject(clientId, packet.topic, payload, result.error.reason, result.error.message, packet.qos, done);
       return;
     }
-    const value = encode(result.event);
-    if (packet.qos === 0) {
-      this.#buffer.append(value, (err) => this.#committed(err, done));
-      return;
-    }
-    const pid = packet.messageId!;
-    this.#guard.begin(clientId, pid, hash);
-    this.#buffer.append(
-      value,
-      (err) => {
-        this.#guard.settle(clientId, pid, err);
-        this.#committed(err, done);
-      },
-      [this.#guard.record(clientId, pid, hash)],
-    );
+    this.#buffer.append(result.bytes, (err) => this.#committed(err, done));
+    // The record joins the batch the append just joined: the event and its record commit together.
+    if (packet.qos > 0) this.#guard.remember(clientId, packet.messageId!, hash);
   }
 
   #committed(err: Error | null, done: (err: Error | null) => void): void {

@@ -2,10 +2,10 @@
  * An append-only log over a `LevelStore`: keys are a one-byte namespace followed by the sequence number as 8
  * bytes big-endian (so LevelDB's byte order is sequence order), values are opaque bytes (MessagePack events).
  * Sequence numbers start at 1, never repeat and never go backwards, even after the log is emptied and the
- * process restarts (the next sequence is kept under a meta key). Both the edge buffer and the cloud log are
- * built on it.
+ * process restarts (the next sequence is kept under a meta key). The cloud log and the dead letters are built on
+ * it; the edge buffer on its variant that stores the entries of a commit together (segment-log.ts).
  */
-import process from 'node:process';
+import { CommitListeners } from './commit-listeners.ts';
 import type { LevelStore, WriteCallback } from './level-store.ts';
 
 export interface LogEntry {
@@ -58,7 +58,7 @@ export class AppendLog {
   #firstSeq: number;
   #count: number;
   #bytes: number;
-  readonly #listeners = new Set<(committedSeq: number) => void>();
+  readonly #listeners = new CommitListeners();
 
   private constructor(store: LevelStore, namespace: number, firstSeq: number, lastSeq: number, count: number, bytes: number) {
     this.store = store;
@@ -161,20 +161,12 @@ export class AppendLog {
   #committed(seq: number, err: Error | null): void {
     if (err || seq <= this.#committedSeq) return;
     this.#committedSeq = seq;
-    for (const listener of this.#listeners) {
-      // A listener's failure must not stop the commit's callback (and so the acknowledgement) or other listeners.
-      try {
-        listener(seq);
-      } catch (err) {
-        process.emitWarning(`an append-log commit listener threw: ${(err as Error).message}`);
-      }
-    }
+    this.#listeners.notify(seq);
   }
 
   /** Calls `listener` with the new committed sequence after each commit. Returns the unsubscribe function. */
   onCommit(listener: (committedSeq: number) => void): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
+    return this.#listeners.add(listener);
   }
 
   /** Committed entries from `fromSeq` on, at most `limit` of them and about `maxBytes` in all. */

@@ -9,7 +9,10 @@
 import type { CloudEvent } from './cloud-event.ts';
 import { validateCloudEvent } from './cloud-event.ts';
 import { InvalidEventError } from './errors.ts';
+import { encode } from './codec.ts';
 import { EventIdGenerator } from './event-id.ts';
+import { DataKind, EventTemplate } from './event-template.ts';
+import { jsonToMessagePack } from './json-to-msgpack.ts';
 
 export interface TopicRule {
   /** `telemetry/{deviceId}/{metric}`: literal levels and `{name}` variables, one level each. */
@@ -31,6 +34,8 @@ interface TopicTarget {
   deviceId: string;
   type: string;
   source: string;
+  /** The topic's events in MessagePack, for `mapEncoded`. */
+  template: EventTemplate;
 }
 
 interface CompiledRule {
@@ -62,6 +67,8 @@ export function compileTopicRules(rules: readonly TopicRule[]): CompiledRule[] {
 }
 
 export type MappingResult = { ok: true; event: CloudEvent } | { ok: false; error: InvalidEventError };
+/** The event of `MappingResult`, already encoded as `encode` (codec.ts) would encode it. */
+export type EncodedMappingResult = { ok: true; bytes: Uint8Array } | { ok: false; error: InvalidEventError };
 
 export interface TopicMapperOptions {
   edgeId: string;
@@ -81,6 +88,7 @@ export class TopicMapper {
   readonly #cacheSize: number;
   #timeMs = -1;
   #timeText = '';
+  #timeBytes: Uint8Array = new Uint8Array(0);
 
   constructor(options: TopicMapperOptions) {
     this.#edgeId = options.edgeId;
@@ -102,12 +110,7 @@ export class TopicMapper {
       }
     }
     const target = this.#target(topic);
-    if (!target) {
-      return {
-        ok: false,
-        error: new InvalidEventError('unmapped-topic', `topic "${topic}" matches no topic mapping rule; publish under telemetry/{deviceId}/{metric} or add a rule to ingest.topics`),
-      };
-    }
+    if (!target) return { ok: false, error: unmappedTopic(topic) };
     const event: CloudEvent = {
       specversion: '1.0',
       id: this.#ids.next(),
@@ -119,6 +122,35 @@ export class TopicMapper {
       data: data === undefined ? payload : data,
     };
     return { ok: true, event };
+  }
+
+  /**
+   * `map`, with the event in MessagePack: the same bytes as `encode(map(topic, payload).event)`, written without
+   * building the event object (the ingest hot path).
+   */
+  mapEncoded(topic: string, payload: Uint8Array): EncodedMappingResult {
+    // Most payloads are JSON: convert them straight to MessagePack. Anything the fast path leaves alone (opaque
+    // bytes, broken JSON, a structured-mode event, rare encodings) takes the path of `map`, which decides.
+    const packed = jsonToMessagePack(payload, 'specversion');
+    if (packed !== undefined) {
+      const target = this.#target(topic);
+      if (!target) return { ok: false, error: unmappedTopic(topic) };
+      return { ok: true, bytes: target.template.write(this.#ids, this.#timeNow(), DataKind.Json, packed) };
+    }
+    const data = parsePayload(payload);
+    if (data instanceof InvalidEventError) return { ok: false, error: data };
+    if (data !== undefined && data !== null && typeof data === 'object' && 'specversion' in data) {
+      const result = this.map(topic, payload);
+      return result.ok ? { ok: true, bytes: encode(result.event) } : result;
+    }
+    const target = this.#target(topic);
+    if (!target) return { ok: false, error: unmappedTopic(topic) };
+    const time = this.#timeNow();
+    const bytes =
+      data === undefined
+        ? target.template.write(this.#ids, time, DataKind.Bytes, payload)
+        : target.template.write(this.#ids, time, DataKind.Json, encode(data));
+    return { ok: true, bytes };
   }
 
   /** The device a topic belongs to, or undefined when no rule matches. */
@@ -149,11 +181,9 @@ export class TopicMapper {
       }
       if (!ok) continue;
       const deviceId = vars.deviceId;
-      return {
-        deviceId,
-        type: rule.type.replace(TEMPLATE_VARIABLE, (_, name: string) => vars[name]),
-        source: `/edges/${this.#edgeId}/devices/${deviceId}`,
-      };
+      const type = rule.type.replace(TEMPLATE_VARIABLE, (_, name: string) => vars[name]);
+      const source = `/edges/${this.#edgeId}/devices/${deviceId}`;
+      return { deviceId, type, source, template: new EventTemplate({ source, type, subject: deviceId }) };
     }
     return null;
   }
@@ -163,9 +193,20 @@ export class TopicMapper {
     if (ms !== this.#timeMs) {
       this.#timeMs = ms;
       this.#timeText = new Date(ms).toISOString();
+      this.#timeBytes = encode(this.#timeText);
     }
     return this.#timeText;
   }
+
+  /** The receipt time as a packed MessagePack string. */
+  #timeNow(): Uint8Array {
+    this.#now();
+    return this.#timeBytes;
+  }
+}
+
+function unmappedTopic(topic: string): InvalidEventError {
+  return new InvalidEventError('unmapped-topic', `topic "${topic}" matches no topic mapping rule; publish under telemetry/{deviceId}/{metric} or add a rule to ingest.topics`);
 }
 
 const decoder = new TextDecoder('utf-8', { fatal: true });

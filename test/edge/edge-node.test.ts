@@ -161,4 +161,35 @@ describe('EdgeNode', () => {
     const seqs = (await cloud.log.read(1, 1000)).map((e) => (e.event.data as { seq: number }).seq);
     expect(seqs).toEqual([...Array(200).keys()]);
   });
+
+  it('buffers QoS 0 publishes too, and keeps the buffer and the re-send records across a restart', async () => {
+    const port = cloud.server.port;
+    await cloud.stop();
+    let dev = await device(`mqtt://127.0.0.1:${edge.ports.mqtt}`, 'dev-7');
+    const sendRaw = (client: MqttClient, dup: boolean) =>
+      new Promise<void>((resolve) => {
+        client.once('packetreceive', (p) => p.cmd === 'puback' && resolve());
+        (client as unknown as { _sendPacket(p: object): void })._sendPacket({ cmd: 'publish', topic: 'telemetry/dev-7/t', payload: Buffer.from('{"n":"raw"}'), qos: 1, messageId: 777, dup, retain: false });
+      });
+    for (let i = 0; i < 20; i++) await dev.publishAsync('telemetry/dev-7/t', JSON.stringify({ n: i }), { qos: 0 });
+    await sendRaw(dev, false);
+    await waitFor('21 events in the buffer', () => edge.buffer.stats().depth === 21);
+    await dev.endAsync(true);
+    await edge.stop();
+
+    edge = new EdgeNode(edgeConfig(edgeDir.path, port), logger);
+    await edge.start();
+    expect(edge.buffer.stats().depth).toBe(21);
+    dev = await device(`mqtt://127.0.0.1:${edge.ports.mqtt}`, 'dev-7');
+    clients.push(dev);
+    await sendRaw(dev, true); // the PUBACK was lost in the restart: the device re-sends
+    expect(edge.metrics.total('tributary_edge_resends_deduplicated_total')).toBe(1);
+    expect(edge.buffer.stats().depth).toBe(21);
+
+    cloud = await startCloud(cloudDir.path, port);
+    await waitFor('21 events in the cloud', () => cloud.log.lastOffset >= 21, 15_000);
+    await waitFor('the buffer to drain', () => edge.buffer.stats().depth === 0);
+    const data = (await cloud.log.read(1, 100)).map((e) => (e.event.data as { n: number | string }).n);
+    expect(data).toEqual([...Array(20).keys(), 'raw']);
+  });
 });

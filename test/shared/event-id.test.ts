@@ -77,6 +77,25 @@ describe('EventIdGenerator', () => {
     expect(a.next()).not.toBe(b.next());
   });
 
+  it('writes the same ids as ASCII bytes at an offset, continuing the same sequence', () => {
+    let now = 1_700_000_000_000;
+    const gen = new EventIdGenerator(() => now);
+    const ids: string[] = [];
+    const target = new Uint8Array(40).fill(0xee);
+    for (let i = 0; i < 5000; i++) {
+      if (i % 3 === 0) ids.push(gen.next());
+      else {
+        gen.writeNext(target, 2);
+        expect(target[1]).toBe(0xee);
+        expect(target[38]).toBe(0xee);
+        ids.push(new TextDecoder().decode(target.subarray(2, 38)));
+      }
+      if (i % 700 === 0) now++;
+    }
+    for (const id of ids) expect(id).toMatch(UUID_V7);
+    expectStrictlyIncreasing(ids);
+  });
+
   it('uses the wall clock when no clock is given', () => {
     const before = Date.now();
     const id = new EventIdGenerator().next();

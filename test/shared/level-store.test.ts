@@ -228,4 +228,87 @@ describe('LevelStore', () => {
     }
     expect(store.stats).toEqual({ commits: 1, committedOps: 1 });
   });
+
+  it('lets a seal hook add records to each batch as it is sealed, and runs its callback before the writes\' callbacks', async () => {
+    const store = await openStore();
+    const order: string[] = [];
+    let pending: string[] = [];
+    store.addSealHook((put) => {
+      if (pending.length === 0) return null;
+      const joined = pending.join(',');
+      pending = [];
+      put(key('segment'), val(joined));
+      return (err) => order.push(`sealed ${joined} ${err === null}`);
+    });
+    const commits = store.stats.commits;
+    for (const v of ['a', 'b']) {
+      store.join((err) => order.push(`joined ${v} ${err === null}`));
+      pending.push(v);
+    }
+    store.put(key('k'), val('v'), (err) => order.push(`put ${err === null}`));
+    await store.flushed();
+    expect(order).toEqual(['sealed a,b true', 'joined a true', 'joined b true', 'put true']);
+    expect(store.stats.commits).toBe(commits + 1);
+    expect(await read(store, 'segment')).toBe('a,b');
+    expect(await read(store, 'k')).toBe('v');
+  });
+
+  it('seals a batch that reached maxBatchOps with what was added before the write that did not fit', async () => {
+    const store = await openStore({ maxBatchOps: 3 });
+    let pending: string[] = [];
+    const segments: string[] = [];
+    store.addSealHook((put) => {
+      if (pending.length === 0) return null;
+      const joined = pending.join(',');
+      pending = [];
+      put(key(`segment-${segments.length}`), val(joined));
+      segments.push(joined);
+      return null;
+    });
+    for (const v of ['a', 'b', 'c', 'd', 'e']) {
+      // Join first, then add: joining may seal the batch the earlier values belong to.
+      store.join(() => undefined);
+      pending.push(v);
+    }
+    await store.flushed();
+    expect(segments).toEqual(['a,b,c', 'd,e']);
+    expect(store.stats.commits).toBe(2);
+    expect(store.stats.committedOps).toBe(5);
+  });
+
+  it('stops calling a seal hook once it is removed', async () => {
+    const store = await openStore();
+    let calls = 0;
+    const remove = store.addSealHook(() => {
+      calls++;
+      return null;
+    });
+    await putAsync(store, 'a', '1');
+    remove();
+    await putAsync(store, 'b', '2');
+    expect(calls).toBe(1);
+  });
+
+  it('refuses a join once closed, calling back with ClosedError', async () => {
+    const store = await openStore();
+    await store.close();
+    let error: Error | null = null;
+    expect(store.join((err) => (error = err))).toBe(false);
+    expect(error).toBeInstanceOf(ClosedError);
+  });
+
+  it('fails the whole batch, hook callbacks included, when a seal hook cannot add to it', async () => {
+    const store = await openStore();
+    const errors: (Error | null)[] = [];
+    store.addSealHook((put) => {
+      put(key('segment'), val('x'));
+      return (err) => errors.push(err);
+    });
+    store.join((err) => errors.push(err));
+    // The database goes away under the store before the batch is sealed: the hook's put fails.
+    await store.db.close();
+    await store.flushed();
+    expect(errors).toHaveLength(2);
+    for (const err of errors) expect(err).toBeInstanceOf(StorageError);
+  });
 });

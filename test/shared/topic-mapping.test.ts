@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { CloudEvent } from '../../shared/cloud-event.ts';
+import { decode, encode } from '../../shared/codec.ts';
 import { validateCloudEvent } from '../../shared/cloud-event.ts';
 import { InvalidEventError } from '../../shared/errors.ts';
 import { EventIdGenerator, eventIdTime } from '../../shared/event-id.ts';
@@ -199,6 +200,75 @@ describe('TopicMapper topic cache', () => {
         expect(summary(small.map(topic, text('1')))).toEqual(summary(large.map(topic, text('1'))));
         expect(small.deviceOf(topic)).toBe(large.deviceOf(topic));
       }
+    }
+  });
+});
+
+/** Always the same id, so that two mappings of one publish can be compared byte for byte. */
+class FixedIds extends EventIdGenerator {
+  static readonly ID = '018f3a2b-1c4d-7e5f-8a9b-0c1d2e3f4a5b';
+  override next(): string {
+    return FixedIds.ID;
+  }
+  override writeNext(target: Uint8Array, offset: number): void {
+    for (let i = 0; i < FixedIds.ID.length; i++) target[offset + i] = FixedIds.ID.charCodeAt(i);
+  }
+}
+
+describe('TopicMapper.mapEncoded', () => {
+  const payloads = [
+    '{"celsius":23.5,"ok":true,"tags":["a"]}',
+    '{"seq":          12,"ts":     12345.678,"value":21.53,"unit":"celsius","pad":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}',
+    '{"a":1,"a":2}', // JSON the fast path leaves to JSON.parse
+    '{"1":"x","b":2}',
+    '"text"',
+    '17',
+    'null',
+    '   ',
+    'ok',
+    '-',
+    '\ufeff{}',
+    'grüße',
+  ];
+
+  it('writes the bytes encode(map(...).event) writes, for JSON, opaque bytes and structured-mode events', () => {
+    const structured = JSON.stringify({ specversion: '1.0', id: 'x-1', source: '/s', type: 't', data: { a: 1 } });
+    const binary = [new Uint8Array([0, 1, 2, 0xff]), new Uint8Array(300).fill(0xfe), new Uint8Array(70_000).fill(0xc1)];
+    const m = mapper({ ids: new FixedIds() });
+    // Aedes hands payloads over as Buffers, often windows on a larger one.
+    const buffers = [Buffer.from('{"v":[1,2.5,"x"]}'), Buffer.from('..{"w":true}..').subarray(2, 12), Buffer.from([0xde, 0xad, 0xbe, 0xef])];
+    for (const payload of [...payloads.map(text), text(structured), ...binary, ...buffers]) {
+      for (const topic of ['telemetry/dev1/temperature', 'events/door-7/opened']) {
+        const result = m.mapEncoded(topic, payload);
+        if (!result.ok) throw result.error;
+        expect(Buffer.from(result.bytes).toString('hex')).toBe(Buffer.from(encode(eventOf(m.map(topic, payload)))).toString('hex'));
+      }
+    }
+  });
+
+  it('decodes to a valid CloudEvent with a fresh increasing id for each publish', () => {
+    const m = mapper();
+    const events = [1, 2, 3].map(() => {
+      const result = m.mapEncoded('telemetry/dev1/t', text('{"v":1}'));
+      if (!result.ok) throw result.error;
+      return validateCloudEvent(decode(result.bytes));
+    });
+    expect(events[0]).toMatchObject({ specversion: '1.0', source: '/edges/edge-a/devices/dev1', type: 'io.tributary.telemetry.t', subject: 'dev1', time: new Date(NOW).toISOString(), data: { v: 1 } });
+    expect(events[0].id < events[1].id && events[1].id < events[2].id).toBe(true);
+  });
+
+  it('rejects what map rejects, with the same reasons', () => {
+    const m = mapper();
+    const cases: [string, string][] = [
+      ['telemetry/dev1/t', '{"celsius": 2'],
+      ['nowhere/dev1', '{"v":1}'],
+      ['nowhere/dev1', 'bytes'],
+      ['telemetry/dev1/t', '{"specversion":"1.0","source":"/s","type":"t"}'],
+    ];
+    for (const [topic, payload] of cases) {
+      const result = m.mapEncoded(topic, text(payload));
+      expect(result.ok).toBe(false);
+      if (!result.ok) expect(result.error.reason).toBe(errorOf(m.map(topic, text(payload))).reason);
     }
   });
 });
