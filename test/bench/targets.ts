@@ -13,8 +13,13 @@ import { repoRoot } from '../helpers/repo-root.ts';
 
 const root = repoRoot;
 
-/** Where the systems under test run, and where the load generator runs. */
+/**
+ * Where the systems under test run, and where the load generator runs. A cloud (Tributary's or Mosquitto's)
+ * shares the load generator's core at a lower priority, so the instrument's timing stays true: at the rates
+ * measured the generator uses a fraction of its core, and the cloud gets the rest.
+ */
 export const CORES = { system: 0, load: 1, cloud: 1 } as const;
+export const CLOUD_NICE = 10;
 
 export interface Target {
   name: string;
@@ -91,7 +96,7 @@ export interface CloudTarget extends Target {
 
 export async function startCloud(runtime: Runtime, dataDir: string, uplinkPort = 0, cpu: number = CORES.cloud): Promise<CloudTarget> {
   const args = ['cloud', '--data-dir', dataDir, '--uplink-port', String(uplinkPort), '--http-port', '0', '--status-interval', '0'];
-  const proc = new NodeProcess(runtime, args, { cpu });
+  const proc = new NodeProcess(runtime, args, { cpu, nice: cpu === CORES.load ? CLOUD_NICE : undefined });
   const started = await proc.waitForLog('cloud node started');
   const uplinkUrl = String(started.uplink);
   return { ...target(`cloud-${runtime}`, runtime, portOf(uplinkUrl), proc), httpUrl: String(started.http), uplinkUrl };
@@ -141,7 +146,8 @@ export async function startMosquitto(options: MosquittoStart): Promise<Target> {
   }
   const file = `${options.dir}/${name}.conf`;
   writeFileSync(file, `${lines.join('\n')}\n`);
-  const proc = new NodeProcess({ command: '/usr/sbin/mosquitto', args: ['-c', file] }, [], { cpu: options.cpu ?? CORES.system });
+  const cpu = options.cpu ?? CORES.system;
+  const proc = new NodeProcess({ command: '/usr/sbin/mosquitto', args: ['-c', file] }, [], { cpu, nice: cpu === CORES.load ? CLOUD_NICE : undefined });
   await waitForPort(port, proc);
   return target(name, 'c', port, proc);
 }

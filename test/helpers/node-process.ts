@@ -27,6 +27,8 @@ export interface Command {
 export interface SpawnOptions {
   /** Pin the process to this CPU core (with `taskset`), as the benchmarks do. */
   cpu?: number;
+  /** Run at this niceness (with `nice`): a process that shares a core with the load generator yields to it. */
+  nice?: number;
 }
 
 export class NodeProcess {
@@ -40,7 +42,9 @@ export class NodeProcess {
   constructor(runtime: Runtime | Command, args: string[], options: SpawnOptions = {}) {
     const { command, args: prefix } = typeof runtime === 'string' ? commandFor(runtime) : runtime;
     const argv = typeof runtime === 'string' ? [...prefix, ...args, '--log-format', 'json'] : [...prefix, ...args];
-    const pinned = options.cpu === undefined ? [command, ...argv] : ['taskset', '-c', String(options.cpu), command, ...argv];
+    let pinned = [command, ...argv];
+    if (options.nice !== undefined) pinned = ['nice', '-n', String(options.nice), ...pinned];
+    if (options.cpu !== undefined) pinned = ['taskset', '-c', String(options.cpu), ...pinned];
     this.child = spawn(pinned[0], pinned.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
     let partial = '';
     const onData = (chunk: Buffer) => {
