@@ -34,11 +34,16 @@ export async function startMqttServer(options: MqttServerOptions): Promise<Runni
   aedes.on('clientError', (client, err) => logger.debug('client error', { clientId: client.id, error: err.message }));
   aedes.on('connectionError', (client, err) => logger.warn('connection error', { clientId: client?.id, error: err.message }));
 
+  // Open sockets, so that close() also ends those that never sent CONNECT (Aedes knows only connected clients).
+  // One shared 'close' listener, not a closure per socket: about 100 bytes less for each idle device.
   const sockets = new Set<Socket>();
+  function forget(this: Socket): void {
+    sockets.delete(this);
+  }
   const tcp = createServer((socket) => {
     socket.setNoDelay(true);
     sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
+    socket.on('close', forget);
     aedes.handle(socket);
   });
   const port = await listen(tcp, options.host, options.port, 'MQTT');
