@@ -14,6 +14,16 @@ export interface Machine {
   mosquitto: string | null;
 }
 
+/** The last JSON line of a run: how and where it ran. */
+export interface RunSummary extends BenchResult {
+  bench: 'run';
+  machine: Machine;
+  mode: 'quick' | 'full';
+  date: string;
+  durationSeconds: number;
+  command: string;
+}
+
 export interface ReportInput {
   machine: Machine;
   mode: 'quick' | 'full';
@@ -119,7 +129,7 @@ export function renderReport(input: ReportInput): string {
   out.push('# Benchmarks', '');
   out.push(
     `Measured by \`${input.command}\` (${input.mode} run, ${input.durationSeconds} s) on ${input.date}. Regenerate with`,
-    '`npm run bench` (about 15 minutes) or `npm run bench -- --quick` (under 2 minutes); every result is also',
+    '`npm run bench` (about 13 minutes) or `npm run bench -- --quick` (under 2 minutes); every result is also',
     'printed as one JSON line. Numbers from a quick run are single, short runs: read them as rough.',
     '',
   );
@@ -143,7 +153,7 @@ export function renderReport(input: ReportInput): string {
     '- The system under test runs pinned to core 0; the load generator (`test/bench/loadgen.ts`, raw MQTT 3.1.1 on',
     '  one connection per device) runs on core 1 and reports its own CPU use, so a reader can see it was not the',
     '  limit. Where two nodes run (edge and cloud, or two bridged Mosquittos), the edge is on core 0 and the cloud',
-    '  shares core 1 with the load generator.',
+    '  shares core 1 with the load generator at nice 10, so the instrument keeps its timing.',
     '- Payloads are 200 bytes of JSON carrying the device sequence number and the send time. Subscribers check',
     '  every sequence number, so loss and duplicates are counted, not assumed.',
     '- Baselines run in the same process tree and the same run, alternated with the edge round by round, each',
@@ -223,7 +233,9 @@ export function renderReport(input: ReportInput): string {
     ),
     '',
     'KiB per device: the slope from a tenth of the devices to all of them (leaves out the runtime\'s fixed',
-    'growth under a burst of connects).',
+    'growth under a burst of connects). RSS is what the process holds, uncollected garbage included: on Node the',
+    'old generation keeps some of each CONNECT\'s garbage until its next full collection, which may come tens of',
+    'seconds later, so the figure varies from run to run.',
     '',
   );
   const backlog = of('footprint-backlog');

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { repoRoot } from '../helpers/repo-root.ts';
 import { tempDir } from '../helpers/temp-dir.ts';
@@ -32,11 +32,39 @@ describe('npm run bench', () => {
       const r = bench(['--only', 'fan-out', '--no-deno', '--markdown', file]);
       expect(r.status).toBe(0);
       const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { bench: string });
-      expect(lines.map((l) => l.bench)).toEqual(['fan-out']);
+      expect(lines.map((l) => l.bench)).toEqual(['fan-out', 'run']);
       const md = readFileSync(file, 'utf8');
       expect(md).toMatch(/\| CPU \| .+ \(\d+ cores\) \|/);
       expect(md).toContain(`| Node.js | ${process.version} |`);
       expect(md).toContain('| Dispatch with 10,000 subscriptions | ≥ 0.5 × one subscription | not measured yet (no subscriptions API) | – |');
+    } finally {
+      dir.remove();
+    }
+  });
+});
+
+describe('npm run bench -- --report', () => {
+  it('renders the report from saved JSON lines without measuring', () => {
+    const dir = tempDir();
+    try {
+      const saved = `${dir.path}/results.jsonl`;
+      const machine = { cpu: 'Saved CPU', cores: 2, memoryGiB: 24, os: 'Linux', node: 'v20.0.0', deno: null, mosquitto: null };
+      const lines = [
+        { bench: 'ingest', runtime: 'node', qos: 1, target: 'edge crash-safe', rate: 80_000, ratio: 1.2 },
+        { bench: 'run', mode: 'full', date: '2026-01-02', durationSeconds: 700, command: 'npm run bench', machine },
+      ];
+      writeFileSync(saved, `progress noise\n${lines.map((l) => JSON.stringify(l)).join('\n')}\n`);
+      const r = bench(['--report', saved, '--markdown', `${dir.path}/out.md`]);
+      expect(r.status).toBe(0);
+      const md = readFileSync(`${dir.path}/out.md`, 'utf8');
+      expect(md).toContain('(full run, 700 s) on 2026-01-02');
+      expect(md).toContain('| CPU | Saved CPU (2 cores) |');
+      expect(md).toContain('| Edge ingest, QoS 1, crash-safe (Node) | ≥ 0.75 × plain Aedes | 1.2 × (80,000/s) | yes |');
+
+      writeFileSync(saved, `${JSON.stringify(lines[0])}\n`);
+      const bad = bench(['--report', saved, '--markdown', '-']);
+      expect(bad.status).toBe(2);
+      expect(bad.stderr).toContain('has no "run" line');
     } finally {
       dir.remove();
     }

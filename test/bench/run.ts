@@ -3,20 +3,21 @@
  * stdout, progress on stderr, and writes the Markdown report (docs/benchmarks.md by default).
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem, type } from 'node:os';
 import type { CommandSpec } from '../../shared/cli/args.ts';
 import { formatHelp, parseArgs } from '../../shared/cli/args.ts';
 import { UsageError } from '../../shared/errors.ts';
 import type { Runtime } from '../helpers/node-process.ts';
 import { renderReport } from './report.ts';
-import type { Machine } from './report.ts';
+import type { Machine, RunSummary } from './report.ts';
 import { drain } from './scenarios/drain.ts';
 import { endToEnd, maxRate } from './scenarios/end-to-end.ts';
 import { fanOut } from './scenarios/fan-out.ts';
 import { footprint } from './scenarios/footprint.ts';
 import { ingest } from './scenarios/ingest.ts';
 import { Suite } from './suite.ts';
+import type { BenchResult } from './suite.ts';
 import { CORES, mosquittoVersion } from './targets.ts';
 import { repoRoot } from '../helpers/repo-root.ts';
 
@@ -35,8 +36,14 @@ const spec: CommandSpec = {
     { name: 'seconds', type: 'number', value: 'S', help: 'Length of each measurement (default 5; 1.5 with --quick).' },
     { name: 'deno', type: 'boolean', default: true, help: 'Also run the headline measurements on Deno (--no-deno to skip).' },
     { name: 'markdown', type: 'string', value: 'FILE', default: 'docs/benchmarks.md', help: 'Where to write the report ("-" for nowhere).' },
+    { name: 'report', type: 'string', value: 'JSONL', help: "Measure nothing: render the report from a run's saved JSON lines." },
   ],
-  examples: ['npm run bench', 'npm run bench -- --quick', 'npm run bench -- --only ingest --runs 3 --no-deno'],
+  examples: [
+    'npm run bench',
+    'npm run bench -- --quick',
+    'npm run bench -- --only ingest --runs 3 --no-deno',
+    'npm run bench > results.jsonl && npm run bench -- --report results.jsonl --markdown report.md',
+  ],
 };
 
 function machine(mosquitto: string | null, deno: boolean): Machine {
@@ -66,6 +73,21 @@ function pinSelf(): boolean {
   }
 }
 
+function readResults(file: string): BenchResult[] {
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as BenchResult);
+}
+
+function writeReport(markdown: string, results: readonly BenchResult[], progress: (m: string) => void): void {
+  if (markdown === '-') return;
+  const run = results.find((r): r is RunSummary => r.bench === 'run')!;
+  const text = renderReport({ ...run, results: results.filter((r) => r.bench !== 'run') });
+  writeFileSync(markdown.startsWith('/') ? markdown : `${root}${markdown}`, text);
+  progress(`report written to ${markdown}`);
+}
+
 async function main(argv: string[]): Promise<number> {
   let args;
   try {
@@ -79,6 +101,15 @@ async function main(argv: string[]): Promise<number> {
   }
   if (args.help) {
     process.stdout.write(formatHelp(spec, 'npm run bench --'));
+    return 0;
+  }
+  if (typeof args.flags.report === 'string') {
+    const results = readResults(args.flags.report);
+    if (!results.some((r) => r.bench === 'run')) {
+      process.stderr.write(`bench: --report: ${args.flags.report} has no "run" line (the last line a finished run prints)\n`);
+      return 2;
+    }
+    writeReport(String(args.flags.markdown ?? 'docs/benchmarks.md'), results, (m) => process.stderr.write(`[bench] ${m}\n`));
     return 0;
   }
   const quick = args.flags.quick === true;
@@ -129,19 +160,17 @@ async function main(argv: string[]): Promise<number> {
   } finally {
     suite.cleanup();
   }
-  const markdown = String(args.flags.markdown ?? 'docs/benchmarks.md');
-  if (markdown !== '-') {
-    const text = renderReport({
-      machine: machine(mosquitto, deno),
-      mode: quick ? 'quick' : 'full',
-      date: new Date().toISOString().slice(0, 10),
-      durationSeconds: Math.round((Date.now() - started) / 1000),
-      command: `npm run bench${argv.length ? ` -- ${argv.join(' ')}` : ''}`,
-      results: suite.results,
-    });
-    writeFileSync(markdown.startsWith('/') ? markdown : `${root}${markdown}`, text);
-    suite.progress(`report written to ${markdown}`);
-  }
+  // The run itself is the last line, so saved JSON lines can be rendered again (--report) without re-measuring.
+  const summary: RunSummary = {
+    bench: 'run',
+    mode: quick ? 'quick' : 'full',
+    date: new Date().toISOString().slice(0, 10),
+    durationSeconds: Math.round((Date.now() - started) / 1000),
+    command: `npm run bench${argv.length ? ` -- ${argv.join(' ')}` : ''}`,
+    machine: machine(mosquitto, deno),
+  };
+  suite.emit(summary);
+  writeReport(String(args.flags.markdown ?? 'docs/benchmarks.md'), suite.results, (m) => suite.progress(m));
   suite.progress(`done in ${Math.round((Date.now() - started) / 1000)} s`);
   return 0;
 }

@@ -49,7 +49,7 @@ export async function footprint(suite: Suite, runtime: Runtime, deviceCounts: re
         suite.emit({
           bench: 'footprint',
           target: name,
-          runtime,
+          runtime: target.runtime,
           devices,
           rssIdleKiB: idle,
           rssAtTenthKiB: atTenth,
