@@ -62,6 +62,13 @@ export interface Pace {
   maxInflightPerDevice?: number;
 }
 
+interface Start {
+  cpu0: NodeJS.CpuUsage;
+  t0: number;
+  sent0: number;
+  acked0: number;
+}
+
 interface Publisher {
   index: number;
   client: WireClient;
@@ -147,11 +154,8 @@ export class LoadGenerator {
   /** Publishes as fast as the broker accepts them for `durationMs`, then waits for the broker to finish. */
   async saturate(durationMs: number): Promise<LoadResult> {
     const { qos } = this.options;
-    const cpu0 = process.cpuUsage();
-    const t0 = performance.now();
-    const sent0 = this.sent;
-    const acked0 = this.#acked;
-    this.#ack.reset();
+    const start = this.#begin();
+    const t0 = start.t0;
     this.#running = true;
     if (qos === 1) {
       for (const p of this.#publishers) this.#fillWindow(p, this.options.window);
@@ -164,20 +168,7 @@ export class LoadGenerator {
       this.#running = false;
       await Promise.all(this.#publishers.map((p) => p.client.ping()));
     }
-    const elapsedMs = performance.now() - t0;
-    const sent = this.sent - sent0;
-    const completed = qos === 1 ? this.#acked - acked0 : sent;
-    return {
-      qos,
-      devices: this.options.devices,
-      completed,
-      sent,
-      elapsedMs: Math.round(elapsedMs),
-      rate: Math.round((completed * 1000) / elapsedMs),
-      ack: qos === 1 ? this.#ack.summary() : null,
-      loadgenCpu: cpuSince(cpu0, elapsedMs),
-      unacked: this.#inflightTotal,
-    };
+    return this.#finish(start);
   }
 
   /**
@@ -188,11 +179,8 @@ export class LoadGenerator {
   async paced(rate: number, pace: Pace): Promise<LoadResult & { stalled: number }> {
     const { durationMs, until, maxInflightPerDevice = 10_000 } = pace;
     const { qos } = this.options;
-    const cpu0 = process.cpuUsage();
-    const t0 = performance.now();
-    const sent0 = this.sent;
-    const acked0 = this.#acked;
-    this.#ack.reset();
+    const start = this.#begin();
+    const t0 = start.t0;
     let issued = 0;
     let stalled = 0;
     let cursor = 0;
@@ -228,37 +216,20 @@ export class LoadGenerator {
     });
     if (qos === 1) await this.#waitForAcks(30_000);
     else await Promise.all(publishers.map((p) => p.client.ping()));
-    const elapsedMs = performance.now() - t0;
-    const sent = this.sent - sent0;
-    const completed = qos === 1 ? this.#acked - acked0 : sent;
-    return {
-      qos,
-      devices: this.options.devices,
-      completed,
-      sent,
-      elapsedMs: Math.round(elapsedMs),
-      rate: Math.round((completed * 1000) / measured),
-      ack: qos === 1 ? this.#ack.summary() : null,
-      loadgenCpu: cpuSince(cpu0, elapsedMs),
-      unacked: this.#inflightTotal,
-      stalled,
-    };
+    // The rate is over the pacing window: acks that come in after it still count, their wait does not.
+    return { ...this.#finish(start, measured), stalled };
   }
 
   /** Publishes `count` messages as fast as the broker takes them (QoS 1 windowed), e.g. to fill a backlog. */
   async publishCount(count: number, onProgress?: (done: number) => void): Promise<LoadResult> {
-    const cpu0 = process.cpuUsage();
-    const t0 = performance.now();
-    const acked0 = this.#acked;
-    const target = this.sent + count;
-    this.#ack.reset();
+    const start = this.#begin();
     this.#running = true;
-    this.#limit = target;
+    this.#limit = this.sent + count;
     for (const p of this.#publishers) this.#fillWindow(p, this.options.window);
-    const progress = setInterval(() => onProgress?.(this.#acked - acked0), 1000);
+    const progress = setInterval(() => onProgress?.(this.#acked - start.acked0), 1000);
     await new Promise<void>((resolve) => {
       const check = () => {
-        if (this.#acked - acked0 >= count) {
+        if (this.#acked - start.acked0 >= count) {
           this.#onAck = undefined;
           resolve();
         }
@@ -269,17 +240,30 @@ export class LoadGenerator {
     clearInterval(progress);
     this.#running = false;
     this.#limit = Infinity;
-    const elapsedMs = performance.now() - t0;
-    const completed = this.#acked - acked0;
+    return this.#finish(start);
+  }
+
+  /** Starts a measurement: latency samples, CPU and counters from now on. */
+  #begin(): Start {
+    this.#ack.reset();
+    return { cpu0: process.cpuUsage(), t0: performance.now(), sent0: this.sent, acked0: this.#acked };
+  }
+
+  /** The result of a measurement begun at `start`; the rate is over `windowMs` (default: until now). */
+  #finish(start: Start, windowMs?: number): LoadResult {
+    const { qos } = this.options;
+    const elapsedMs = performance.now() - start.t0;
+    const sent = this.sent - start.sent0;
+    const completed = qos === 1 ? this.#acked - start.acked0 : sent;
     return {
-      qos: this.options.qos,
+      qos,
       devices: this.options.devices,
       completed,
-      sent: completed,
+      sent,
       elapsedMs: Math.round(elapsedMs),
-      rate: Math.round((completed * 1000) / elapsedMs),
-      ack: this.#ack.summary(),
-      loadgenCpu: cpuSince(cpu0, elapsedMs),
+      rate: Math.round((completed * 1000) / (windowMs ?? elapsedMs)),
+      ack: qos === 1 ? this.#ack.summary() : null,
+      loadgenCpu: cpuSince(start.cpu0, elapsedMs),
       unacked: this.#inflightTotal,
     };
   }
