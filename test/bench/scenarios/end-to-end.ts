@@ -125,7 +125,7 @@ export async function endToEnd(suite: Suite, runtime: Runtime, rates: readonly n
     // Steady state: the first seconds of a fresh process (JIT compilation, heap growth) are warm-up.
     for (const pair of pairs) {
       suite.progress(`end-to-end ${pair.name} (${pair.runtime}): warming up`);
-      await atRate(pair, 5000, 2);
+      await atRate(pair, 5000, suite.options.quick ? 1 : 2);
     }
     const rounds = Math.min(3, suite.options.runs);
     for (const rate of rates) {
@@ -166,7 +166,7 @@ export async function maxRate(suite: Suite, runtime: Runtime, withBridge: boolea
   for (const makePair of pairs) {
     const pair = await makePair();
     try {
-      await atRate(pair, 5000, 2);
+      await atRate(pair, 5000, suite.options.quick ? 1 : 2);
       let good: RateRun | null = null;
       let bad: RateRun | null = null;
       let rate = suite.options.quick ? 10_000 : 5000;
