@@ -8,7 +8,7 @@
  * same attributes in the same order, the same MessagePack forms — so the buffer, the uplink and the cloud see the
  * same events; the tests hold the two side by side.
  */
-import { encode } from './codec.ts';
+import { binHeaderLength, encode, writeBinHeader } from './codec.ts';
 import type { EventIdGenerator } from './event-id.ts';
 import { EVENT_ID_LENGTH } from './event-id.ts';
 
@@ -64,7 +64,7 @@ export class EventTemplate {
     const head = this.#head;
     const middle = this.#middle;
     const tail = this.#tails[kind];
-    const binHeader = kind === DataKind.Bytes ? (data.length < 0x100 ? 2 : data.length < 0x10000 ? 3 : 5) : 0;
+    const binHeader = kind === DataKind.Bytes ? binHeaderLength(data.length) : 0;
     const size = head.length + EVENT_ID_LENGTH + middle.length + time.length + tail.length + binHeader + data.length;
     const start = reserve(size);
     const out = chunk;
@@ -79,18 +79,7 @@ export class EventTemplate {
     at += time.length;
     out.set(tail, at);
     at += tail.length;
-    if (binHeader === 2) {
-      out[at++] = 0xc4;
-      out[at++] = data.length;
-    } else if (binHeader === 3) {
-      out[at++] = 0xc5;
-      out[at++] = data.length >> 8;
-      out[at++] = data.length & 0xff;
-    } else if (binHeader === 5) {
-      out[at++] = 0xc6;
-      new DataView(out.buffer, out.byteOffset).setUint32(at, data.length);
-      at += 4;
-    }
+    if (binHeader) at = writeBinHeader(out, at, data.length);
     out.set(data, at);
     at += data.length;
     return out.subarray(start, at);

@@ -197,12 +197,8 @@ export class LevelStore {
 
   #flush(): void {
     if (this.#writing) return;
-    let next = this.#full.shift();
-    if (!next) {
-      if (!this.#batch) return;
-      next = this.#seal();
-    }
-    const sealed = next;
+    if (!this.#full.length && !this.#batch) return;
+    const sealed = this.#full.shift() ?? this.#seal();
     this.#writing = true;
     const failed = (err: unknown) => this.#finish(sealed, new StorageError(`LevelDB write of ${sealed.ops} operations failed: ${(err as Error).message}`, { cause: err }));
     if (sealed.error) failed(sealed.error);

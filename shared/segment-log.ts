@@ -11,6 +11,7 @@
  */
 import type { LogEntry } from './append-log.ts';
 import { keySeq, META_NAMESPACE, metaKey, seqKey } from './append-log.ts';
+import { binHeaderLength, writeBinHeader } from './codec.ts';
 import { CommitListeners } from './commit-listeners.ts';
 import { StorageError } from './errors.ts';
 import type { LevelStore, WriteCallback } from './level-store.ts';
@@ -41,7 +42,7 @@ export function segmentBounds(key: Uint8Array): { first: number; last: number } 
 /** A segment's value: a MessagePack array of bin values. */
 export function encodeSegment(values: readonly Uint8Array[]): Uint8Array {
   let size = values.length < 0x10 ? 1 : values.length < 0x10000 ? 3 : 5;
-  for (const v of values) size += (v.length < 0x100 ? 2 : v.length < 0x10000 ? 3 : 5) + v.length;
+  for (const v of values) size += binHeaderLength(v.length) + v.length;
   const out = new Uint8Array(size);
   const view = new DataView(out.buffer);
   let at = 0;
@@ -57,21 +58,9 @@ export function encodeSegment(values: readonly Uint8Array[]): Uint8Array {
     at += 4;
   }
   for (const v of values) {
-    const length = v.length;
-    if (length < 0x100) {
-      out[at++] = 0xc4;
-      out[at++] = length;
-    } else if (length < 0x10000) {
-      out[at++] = 0xc5;
-      view.setUint16(at, length);
-      at += 2;
-    } else {
-      out[at++] = 0xc6;
-      view.setUint32(at, length);
-      at += 4;
-    }
+    at = writeBinHeader(out, at, v.length);
     out.set(v, at);
-    at += length;
+    at += v.length;
   }
   return out;
 }

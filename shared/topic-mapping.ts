@@ -66,6 +66,19 @@ export function compileTopicRules(rules: readonly TopicRule[]): CompiledRule[] {
   });
 }
 
+/** A payload that is itself a CloudEvent (structured mode): it passes through, validated, as it is. */
+function isStructured(data: unknown): data is object {
+  return data !== undefined && data !== null && typeof data === 'object' && 'specversion' in data;
+}
+
+function structured(data: object): MappingResult {
+  try {
+    return { ok: true, event: validateCloudEvent(data) };
+  } catch (err) {
+    return { ok: false, error: err as InvalidEventError };
+  }
+}
+
 export type MappingResult = { ok: true; event: CloudEvent } | { ok: false; error: InvalidEventError };
 /** The event of `MappingResult`, already encoded as `encode` (codec.ts) would encode it. */
 export type EncodedMappingResult = { ok: true; bytes: Uint8Array } | { ok: false; error: InvalidEventError };
@@ -102,13 +115,7 @@ export class TopicMapper {
   map(topic: string, payload: Uint8Array): MappingResult {
     const data = parsePayload(payload);
     if (data instanceof InvalidEventError) return { ok: false, error: data };
-    if (data !== undefined && data !== null && typeof data === 'object' && 'specversion' in data) {
-      try {
-        return { ok: true, event: validateCloudEvent(data) };
-      } catch (err) {
-        return { ok: false, error: err as InvalidEventError };
-      }
-    }
+    if (isStructured(data)) return structured(data);
     const target = this.#target(topic);
     if (!target) return { ok: false, error: unmappedTopic(topic) };
     const event: CloudEvent = {
@@ -139,8 +146,8 @@ export class TopicMapper {
     }
     const data = parsePayload(payload);
     if (data instanceof InvalidEventError) return { ok: false, error: data };
-    if (data !== undefined && data !== null && typeof data === 'object' && 'specversion' in data) {
-      const result = this.map(topic, payload);
+    if (isStructured(data)) {
+      const result = structured(data);
       return result.ok ? { ok: true, bytes: encode(result.event) } : result;
     }
     const target = this.#target(topic);

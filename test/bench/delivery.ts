@@ -45,6 +45,16 @@ export class DeliveryTracker {
     return this.#received - this.#duplicates;
   }
 
+  /** Waits until `count` distinct messages have arrived or `timeoutMs` has passed; says which. */
+  async reached(count: number, timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.unique < count) {
+      if (Date.now() >= deadline) return false;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    return true;
+  }
+
   /** `performance.now()` of the latest arrival. */
   get lastArrival(): number {
     return this.#lastArrival;

@@ -8,7 +8,7 @@
 import { performance } from 'node:perf_hooks';
 import { freePort } from '../../helpers/free-port.ts';
 import type { Runtime } from '../../helpers/node-process.ts';
-import { LoadGenerator, sleep } from '../loadgen.ts';
+import { LoadGenerator } from '../loadgen.ts';
 import { SseSink } from '../sse-sink.ts';
 import type { Suite } from '../suite.ts';
 import { round } from '../suite.ts';
@@ -68,8 +68,7 @@ export async function drain(suite: Suite, runtime: Runtime, backlog: number): Pr
     }, 125);
     const liveRun = await live.paced(LIVE_RATE, { durationMs: 15 * 60_000, until: () => drainedAt > 0 });
     clearInterval(poller);
-    const deadline = Date.now() + 10_000;
-    while (sink.tracker.unique < live.sent && Date.now() < deadline) await sleep(20);
+    await sink.tracker.reached(live.sent, 10_000);
     const liveReport = sink.tracker.report(live.sentPerDevice);
     await live.close();
     sink.close();

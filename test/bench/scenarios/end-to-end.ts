@@ -10,7 +10,7 @@
  */
 import type { Runtime } from '../../helpers/node-process.ts';
 import type { DeliveryTracker } from '../delivery.ts';
-import { LoadGenerator, sleep } from '../loadgen.ts';
+import { LoadGenerator } from '../loadgen.ts';
 import { MqttSink } from '../mqtt-sink.ts';
 import { SseSink } from '../sse-sink.ts';
 import type { Suite } from '../suite.ts';
@@ -90,8 +90,7 @@ async function atRate(pair: Pair, rate: number, seconds: number): Promise<RateRu
   const load = await LoadGenerator.connect({ port: pair.edgePort, devices: DEVICES, qos: 1, prefix });
   try {
     const result = await load.paced(rate, { durationMs: seconds * 1000, maxInflightPerDevice: 1000 });
-    const deadline = Date.now() + 10_000;
-    while (sink.tracker.unique < result.completed && Date.now() < deadline) await sleep(20);
+    await sink.tracker.reached(result.completed, 10_000);
     const report = sink.tracker.report(load.sentPerDevice);
     return {
       offered: rate,

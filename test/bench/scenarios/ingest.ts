@@ -63,8 +63,7 @@ async function measure(suite: Suite, t: IngestTarget, qos: 0 | 1, round: number)
     let duplicates = 0;
     if (sink) {
       // QoS 0 delivery may lag the publishers; give the subscriber a moment to catch up before counting.
-      const deadline = Date.now() + 5000;
-      while (sink.tracker.unique < load.sent && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      await sink.tracker.reached(load.sent, 5000);
       ({ lost, duplicates } = sink.tracker.report(load.sentPerDevice));
       await sink.close();
     }
