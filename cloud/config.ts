@@ -27,6 +27,14 @@ export const cloudConfigSchema = z.strictObject({
       port: port.default(8080),
     })
     .prefault({}),
+  commands: z
+    .strictObject({
+      /** Time to live of a command when the request names none, in seconds. */
+      defaultTtlSeconds: z.number().int().min(1).default(3600),
+      /** Longest time to live a request may ask for, in seconds. */
+      maxTtlSeconds: z.number().int().min(1).default(7 * 24 * 3600),
+    })
+    .prefault({}),
   ...nodeSettings,
 });
 

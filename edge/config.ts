@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { nodeSettings } from '../shared/config.ts';
 import type { FlagSpec } from '../shared/cli/args.ts';
 import { compileTopicRules, DEFAULT_TOPIC_RULES } from '../shared/topic-mapping.ts';
+import { DEFAULT_LANE_RULES, LANE_NAMES, topicFilterRegExp } from './lanes.ts';
 
 const port = z.number().int().min(0).max(65535);
 const id = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'must be 1-64 letters, digits, "-", "_" or ".", starting with a letter or digit');
@@ -40,6 +41,49 @@ export const edgeConfigSchema = z.strictObject({
   buffer: z
     .strictObject({
       durability: z.enum(['power-safe', 'crash-safe']).default('power-safe'),
+      /** Most bytes of events the buffer holds (the events' encoded size; LevelDB's files add some overhead). */
+      maxBytes: z.number().int().min(1024 * 1024).default(256 * 1024 * 1024),
+      /** Default time to live of a buffered event, in seconds; 0 keeps events until the cloud has them. An event's own `expirytime` wins when it is sooner. */
+      maxAgeSeconds: z.number().int().min(0).default(7 * 24 * 3600),
+      /** What happens when the buffer is full: `backpressure` (QoS 1 devices get no PUBACK until there is room; nothing acknowledged is dropped) or `drop-oldest` (the oldest events of the lowest lane go first, counted). */
+      overflow: z.enum(['backpressure', 'drop-oldest']).default('backpressure'),
+      /** Which lane an event travels in, by type prefix or topic filter; the first rule that matches wins, the default lane is `normal`. */
+      lanes: z
+        .array(
+          z
+            .strictObject({
+              /** CloudEvent `type` prefix, e.g. `io.tributary.alert.`. */
+              type: z.string().min(1).optional(),
+              /** MQTT topic filter (`+` and `#` wildcards), e.g. `alarms/#`. */
+              topic: z.string().min(1).optional(),
+              lane: z.enum(LANE_NAMES),
+            })
+            .refine((r) => r.type !== undefined || r.topic !== undefined, 'a lane rule needs "type" or "topic"')
+            .superRefine((r, ctx) => {
+              if (r.topic === undefined) return;
+              try {
+                topicFilterRegExp(r.topic);
+              } catch (err) {
+                ctx.addIssue({ code: 'custom', path: ['topic'], message: (err as Error).message });
+              }
+            }),
+        )
+        .default([...DEFAULT_LANE_RULES]),
+    })
+    .prefault({}),
+  commands: z
+    .strictObject({
+      /** Topic the edge publishes a device's commands on ({deviceId} is replaced). Devices subscribe to it. */
+      topic: z.string().min(1).default('commands/{deviceId}'),
+      /** Topic a device replies on; {commandId} is the id of the command it answers. */
+      replyTopic: z.string().min(1).default('commands/{deviceId}/replies/{commandId}'),
+    })
+    .prefault({}),
+  http: z
+    .strictObject({
+      host: z.string().default('127.0.0.1'),
+      /** Status endpoint (`/v1/status` JSON, `/metrics` Prometheus text); null turns it off. */
+      port: port.nullable().default(8081),
     })
     .prefault({}),
   uplink: z
@@ -47,7 +91,7 @@ export const edgeConfigSchema = z.strictObject({
       url: z.string().regex(/^(mqtts?|wss?|tcp|tls):\/\/.+/, 'must be an MQTT URL such as mqtt://cloud.example:1884').default('mqtt://127.0.0.1:1884'),
       batchMaxEvents: z.number().int().min(1).max(100_000).default(1000),
       batchMaxBytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
-      inflight: z.number().int().min(1).max(64).default(4),
+      inflight: z.number().int().min(1).max(64).default(8),
       keepaliveSeconds: z.number().int().min(1).max(3600).default(30),
       reconnectInitialMs: z.number().int().min(10).default(500),
       reconnectMaxMs: z.number().int().min(100).default(30_000),
@@ -67,6 +111,10 @@ export const edgeFlags: FlagSpec[] = [
   { name: 'ws-port', type: 'number', config: 'mqtt.wsPort', default: 9001, help: 'MQTT over WebSocket port.' },
   { name: 'cloud', type: 'string', value: 'URL', config: 'uplink.url', default: 'mqtt://127.0.0.1:1884', help: "The cloud node's uplink URL." },
   { name: 'durability', type: 'string', value: 'MODE', config: 'buffer.durability', default: 'power-safe', help: 'power-safe (fsync every group commit) or crash-safe (survives kill -9, not power loss).' },
+  { name: 'buffer-max-bytes', type: 'number', value: 'BYTES', config: 'buffer.maxBytes', default: 256 * 1024 * 1024, help: 'Most bytes of events the buffer holds.' },
+  { name: 'buffer-max-age', type: 'number', value: 'SECONDS', config: 'buffer.maxAgeSeconds', default: 604800, help: 'Default time to live of a buffered event (0: no limit).' },
+  { name: 'overflow', type: 'string', value: 'POLICY', config: 'buffer.overflow', default: 'backpressure', help: 'When the buffer is full: backpressure (no PUBACK until there is room) or drop-oldest.' },
+  { name: 'http-port', type: 'number', config: 'http.port', default: 8081, help: 'Status endpoint port (/v1/status, /metrics).' },
   { name: 'status-interval', type: 'number', value: 'MS', config: 'statusIntervalMs', default: 5000, help: 'How often to log a status line (0: never).' },
   { name: 'log-level', type: 'string', value: 'LEVEL', config: 'log.level', default: 'info', help: 'debug, info, warn, error or silent.' },
   { name: 'log-format', type: 'string', value: 'FORMAT', config: 'log.format', default: 'json', help: 'json (one object per line) or pretty.' },
