@@ -15,8 +15,16 @@
  * - once `foldAt` records are in the journal, they are **folded** into per-client **pages** of 256 packet ids
  *   (1 KiB each: a 4-byte hash per id, 0 for none), in one batch that also deletes the folded journal records.
  * A lookup (only for DUP=1, which is rare) reads the journal into an index in memory, kept until the next fold,
- * then falls back to the page. The pages keep one record per packet id a client has used (at most 65,535 per
- * client id).
+ * then falls back to the page.
+ *
+ * What it keeps is bounded, per persistent session:
+ * - only clients with a persistent session are recorded (ingest skips clean sessions: they never re-send across
+ *   a reconnect [MQTT-3.1.2-6]), and `forget` clears a client's pages when it connects with a clean session;
+ * - a client re-sends only its unacknowledged publishes, which are its most recent ones, and clients hand out
+ *   packet ids in sequence (mqtt.js, Paho, ...). So a fold that writes page `p` of a client deletes its page
+ *   `p - WINDOW_PAGES`: each client keeps its last `WINDOW_PAGES` pages (the last 768 to 1,024 packet ids, 4 KiB)
+ *   plus the pages of the fold. A client with more unacknowledged publishes than that, or one that picks packet
+ *   ids at random, may get a second event for a re-send of an old one (a duplicate, never a loss).
  */
 import process from 'node:process';
 import { keySeq, seqKey } from '../shared/append-log.ts';
@@ -27,6 +35,8 @@ export const RESEND_PAGE_NAMESPACE = 0x32;
 
 /** A page holds the records of 256 packet ids, 4 bytes each. */
 const PAGE_BYTES = 256 * 4;
+/** Pages kept per client behind the newest one written: see the module comment. */
+export const WINDOW_PAGES = 4;
 /** Client ids whose encoded bytes are cached. */
 const CLIENT_CACHE = 100_000;
 
@@ -114,6 +124,25 @@ export class ResendGuard {
     }, 0);
   }
 
+  /**
+   * Forgets every record of a client (it connected with a clean session, so it will not re-send anything from
+   * before). Records still in the journal are dropped from the index; a fold may bring some back into pages,
+   * which only costs space until the next `forget` or the window moves on.
+   */
+  forget(clientId: string): Promise<void> {
+    const prefix = this.#clientKey(clientId);
+    const done = this.#queue.then(async () => {
+      this.#index?.records.delete(clientId);
+      const gte = pageKey(prefix, 0);
+      const lt = pageKey(prefix, 0);
+      lt[lt.length - 2] = 1; // past page 0xff: the byte after the client id goes from 0 to 1
+      lt[lt.length - 1] = 0;
+      await this.#store.db.clear({ gte, lt });
+    });
+    this.#queue = done.catch(() => undefined);
+    return done;
+  }
+
   /** The hash last recorded for a client's packet id, 0 for none. */
   async #lookup(clientId: string, packetId: number): Promise<number> {
     const index = (this.#index ??= { records: new Map(), through: this.#journalFirst - 1 });
@@ -161,16 +190,26 @@ export class ResendGuard {
     const from = this.#journalFirst;
     const through = this.#journalCommitted;
     const records: Records = new Map();
+    const newestPage = new Map<string, number>();
     let folded = 0;
     try {
-      for await (const value of this.#store.db.values(journalRange(from, through))) folded += decodeJournal(value, records);
+      for await (const value of this.#store.db.values(journalRange(from, through))) folded += decodeJournal(value, records, newestPage);
       const keys: Uint8Array[] = [];
       const pages: Uint32Array[] = [];
+      const dels: Uint8Array[] = [];
       for (const [client, ofClient] of records) {
         const prefix = this.#clientKey(client);
+        // The client's window is its newest page and the WINDOW_PAGES - 1 before it (ids wrap, and so do pages).
+        const newest = newestPage.get(client)!;
+        const inWindow = (page: number) => ((newest - page) & 0xff) < WINDOW_PAGES;
         for (const [page, hashes] of ofClient) {
-          keys.push(pageKey(prefix, page));
-          pages.push(hashes);
+          if (inWindow(page)) {
+            keys.push(pageKey(prefix, page));
+            pages.push(hashes);
+          } else dels.push(pageKey(prefix, page));
+          // A sequential client writes every page in turn, so this reaches each page that left the window.
+          const behind = (page - WINDOW_PAGES) & 0xff;
+          if (!inWindow(behind) && !ofClient.has(behind)) dels.push(pageKey(prefix, behind));
         }
       }
       const old = await this.#store.db.getMany(keys);
@@ -183,7 +222,6 @@ export class ResendGuard {
         for (let slot = 0; slot < 256; slot++) if (hashes[slot] !== 0) view.setUint32(slot * 4, hashes[slot]);
         puts.push([keys[i], page]);
       }
-      const dels: Uint8Array[] = [];
       for (let seq = from; seq <= through; seq++) dels.push(seqKey(RESEND_JOURNAL_NAMESPACE, seq));
       await this.#store.writeAsync(puts, dels);
       this.#journalFirst = through + 1;
@@ -254,8 +292,11 @@ function setRecord(records: Records, client: string, id: number, hash: number): 
   hashes[id & 0xff] = hash;
 }
 
-/** Reads a journal record's entries into `records` (when given); returns how many there were. */
-function decodeJournal(value: Uint8Array, records: Records | null): number {
+/**
+ * Reads a journal record's entries into `records` (when given), and the page of each client's last entry into
+ * `newestPage` (when given); returns how many entries there were.
+ */
+function decodeJournal(value: Uint8Array, records: Records | null, newestPage?: Map<string, number>): number {
   const view = new DataView(value.buffer, value.byteOffset, value.byteLength);
   let at = 0;
   let count = 0;
@@ -270,7 +311,9 @@ function decodeJournal(value: Uint8Array, records: Records | null): number {
         lastBytes = bytes;
         lastClient = decoder.decode(bytes);
       }
-      setRecord(records, lastClient, view.getUint16(at + 2 + length), view.getUint32(at + 4 + length));
+      const id = view.getUint16(at + 2 + length);
+      setRecord(records, lastClient, id, view.getUint32(at + 4 + length));
+      newestPage?.set(lastClient, id >> 8);
     }
     at += 2 + length + 6;
     count++;

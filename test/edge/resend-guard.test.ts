@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { publishHash, RESEND_JOURNAL_NAMESPACE, RESEND_PAGE_NAMESPACE, ResendGuard } from '../../edge/resend-guard.ts';
+import { publishHash, RESEND_JOURNAL_NAMESPACE, RESEND_PAGE_NAMESPACE, ResendGuard, WINDOW_PAGES } from '../../edge/resend-guard.ts';
 import { LevelStore } from '../../shared/level-store.ts';
 import { tempDir } from '../helpers/temp-dir.ts';
 
@@ -119,6 +119,39 @@ describe('ResendGuard', () => {
     expect(await check(guard, 'dev-1', 256, 600)).toBe('duplicate');
     expect(await check(guard, 'dev-1', 251, 999)).toBe('duplicate');
     expect(await keysIn(store, RESEND_JOURNAL_NAMESPACE)).toBe(0);
+  });
+
+  it("keeps a client's last WINDOW_PAGES pages as its packet ids move on, wrapping at 65,535", async () => {
+    const guard = await ResendGuard.open(store, { foldAt: 256 });
+    // A client counting ids 1, 2, 3, ... up to 65,535, then from 1 again; a fold every 256 records.
+    const hashOf = (id: number, round: number) => id * 7 + round;
+    const ids = Array.from({ length: 65_535 }, (_, i) => i + 1);
+    for (let i = 0; i < ids.length; i += 256) {
+      await Promise.all(ids.slice(i, i + 256).map((id) => remember(store, guard, 'dev-1', id, hashOf(id, 1))));
+    }
+    for (let id = 1; id <= 300; id++) await remember(store, guard, 'dev-1', id, hashOf(id, 2));
+    await remember(store, guard, 'dev-2', 1, 5);
+    expect(await check(guard, 'dev-1', 300, hashOf(300, 2))).toBe('duplicate');
+    // The last ids before the wrap are still known (pages 254 and 255), older ones are not.
+    expect(await check(guard, 'dev-1', 65_535, hashOf(65_535, 1))).toBe('duplicate');
+    expect(await check(guard, 'dev-1', 65_024, hashOf(65_024, 1))).toBe('duplicate');
+    for (const id of [3 * 256, 100 * 256 + 7, 252 * 256 + 255]) expect(await check(guard, 'dev-1', id, hashOf(id, 1))).toBe('new');
+    const pages = await store.db.keys({ gte: Uint8Array.of(RESEND_PAGE_NAMESPACE), lt: Uint8Array.of(RESEND_PAGE_NAMESPACE + 1) }).all();
+    const ofDev1 = pages.filter((k) => new TextDecoder().decode(k.subarray(1, 6)) === 'dev-1').map((k) => k[k.length - 1]);
+    expect(ofDev1.sort((a, b) => a - b)).toEqual([0, 1, 254, 255]);
+    expect(ofDev1.length).toBeLessThanOrEqual(WINDOW_PAGES);
+  });
+
+  it('forgets a client that starts a clean session, and only that client', async () => {
+    const guard = await ResendGuard.open(store, { foldAt: 2 });
+    await remember(store, guard, 'dev-1', 7, 1111);
+    await remember(store, guard, 'dev-10', 7, 2222);
+    await remember(store, guard, 'dev-1', 8, 3333);
+    expect(await check(guard, 'dev-1', 7, 1111)).toBe('duplicate');
+    await guard.forget('dev-1');
+    expect(await check(guard, 'dev-1', 7, 1111)).toBe('new');
+    expect(await check(guard, 'dev-1', 8, 3333)).toBe('new');
+    expect(await check(guard, 'dev-10', 7, 2222)).toBe('duplicate');
   });
 });
 
