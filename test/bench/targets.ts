@@ -78,11 +78,14 @@ export interface EdgeStart {
   cloudUrl: string;
   cpu?: number;
   edgeId?: string;
+  /** An edge config file (YAML or JSON) for what has no flag, e.g. lane rules. */
+  configFile?: string;
 }
 
 export async function startEdge(options: EdgeStart): Promise<EdgeTarget> {
   const port = await freePort();
-  const args = ['edge', '--edge-id', options.edgeId ?? 'bench-edge', '--data-dir', options.dataDir, '--port', String(port), '--ws-port', '0'];
+  const args = ['edge', '--edge-id', options.edgeId ?? 'bench-edge', '--data-dir', options.dataDir, '--port', String(port), '--ws-port', '0', '--http-port', '0'];
+  if (options.configFile) args.push('--config', options.configFile);
   args.push('--cloud', options.cloudUrl, '--durability', options.durability, '--status-interval', '0');
   const proc = new NodeProcess(options.runtime, args, { cpu: options.cpu ?? CORES.system });
   await proc.waitForLog('edge node started');

@@ -1,10 +1,12 @@
 /**
  * Drain after an outage: the cloud is down while devices fill the edge's buffer with a backlog, then the cloud
  * comes up and the edge forwards it. Measured: the drain rate (events/s into the cloud log), and, for live
- * traffic that keeps arriving at 1k events/s meanwhile, the edge's PUBACK latency and its end-to-end latency.
- * On the way, the edge's memory with the backlog growing (it must not grow with it) and the disk bytes each
- * buffered event costs.
+ * traffic that keeps arriving at 1k events/s meanwhile, the edge's PUBACK latency and its end-to-end latency:
+ * half of it in the high lane (alert-like events, which leave before the backlog) and half in the backlog's own
+ * lane (which, to keep each lane's order, queue behind it). On the way, the edge's memory with the backlog
+ * growing (it must not grow with it) and the disk bytes each buffered event costs.
  */
+import { writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { freePort } from '../../helpers/free-port.ts';
 import type { Runtime } from '../../helpers/node-process.ts';
@@ -25,7 +27,10 @@ async function lastOffset(httpUrl: string): Promise<number> {
 export async function drain(suite: Suite, runtime: Runtime, backlog: number): Promise<void> {
   const dir = suite.tempDir('drain');
   const uplinkPort = await freePort();
-  const edge = await startEdge({ runtime, durability: 'power-safe', dataDir: `${dir}/edge`, cloudUrl: `mqtt://127.0.0.1:${uplinkPort}` });
+  const configFile = `${dir}/edge.json`;
+  // The default lane rules plus one: the live "alert" metric travels in the high lane.
+  writeFileSync(configFile, JSON.stringify({ buffer: { lanes: [{ type: 'io.tributary.alert.', lane: 'high' }, { type: 'io.tributary.telemetry.alert', lane: 'high' }] } }));
+  const edge = await startEdge({ runtime, durability: 'power-safe', dataDir: `${dir}/edge`, cloudUrl: `mqtt://127.0.0.1:${uplinkPort}`, configFile });
   let cloud: Awaited<ReturnType<typeof startCloud>> | undefined;
   try {
     const rssEmpty = edge.rssKiB();
@@ -41,10 +46,12 @@ export async function drain(suite: Suite, runtime: Runtime, backlog: number): Pr
     const bytes = diskBytes(`${dir}/edge`);
     suite.progress(`drain: ${backlog} events buffered (${filled.rate}/s); starting the cloud`);
 
-    const live = await LoadGenerator.connect({ port: edge.port, devices: 10, qos: 1, prefix: 'live-', metric: 'live' });
+    const live = await LoadGenerator.connect({ port: edge.port, devices: 5, qos: 1, prefix: 'live-', metric: 'live' });
+    const alerts = await LoadGenerator.connect({ port: edge.port, devices: 5, qos: 1, prefix: 'alert-', metric: 'alert' });
     const t0 = performance.now();
     cloud = await startCloud(runtime, `${dir}/cloud`, uplinkPort);
     const sink = await SseSink.open(cloud.httpUrl, 'live-', 'type=io.tributary.telemetry.live');
+    const alertSink = await SseSink.open(cloud.httpUrl, 'alert-', 'type=io.tributary.telemetry.alert');
     const httpUrl = cloud.httpUrl;
     const samples: { t: number; offset: number }[] = [];
     let drainedAt = 0;
@@ -60,18 +67,25 @@ export async function drain(suite: Suite, runtime: Runtime, backlog: number): Pr
           const t = performance.now() - t0;
           samples.push({ t, offset });
           if (!firstAt && offset > 0) firstAt = t;
-          if (offset >= backlog + live.sent - live.unacked) drainedAt = t;
+          if (offset >= backlog + live.sent - live.unacked + alerts.sent - alerts.unacked) drainedAt = t;
           if (samples.length % 8 === 0) suite.progress(`drain: ${offset}/${backlog} in the cloud after ${(t / 1000).toFixed(1)} s`);
         })
         .catch(() => undefined)
         .finally(() => (polling = false));
     }, 125);
-    const liveRun = await live.paced(LIVE_RATE, { durationMs: 15 * 60_000, until: () => drainedAt > 0 });
+    const [liveRun, alertRun] = await Promise.all([
+      live.paced(LIVE_RATE / 2, { durationMs: 15 * 60_000, until: () => drainedAt > 0 }),
+      alerts.paced(LIVE_RATE / 2, { durationMs: 15 * 60_000, until: () => drainedAt > 0 }),
+    ]);
     clearInterval(poller);
     await sink.tracker.reached(live.sent, 10_000);
+    await alertSink.tracker.reached(alerts.sent, 10_000);
     const liveReport = sink.tracker.report(live.sentPerDevice);
+    const alertReport = alertSink.tracker.report(alerts.sentPerDevice);
     await live.close();
+    await alerts.close();
     sink.close();
+    alertSink.close();
 
     // The steady rate, between 10% and 90% of the backlog, leaves out connection set-up and the tail.
     const at = (fraction: number) => samples.find((s) => s.offset >= backlog * fraction) ?? samples[samples.length - 1];
@@ -88,12 +102,17 @@ export async function drain(suite: Suite, runtime: Runtime, backlog: number): Pr
       drainRate: Math.round((backlog * 1000) / (drainedAt - firstAt)),
       steadyDrainRate: Math.round(steady),
       liveRate: LIVE_RATE,
-      liveEdgeP99Ms: liveRun.ack?.p99 ?? null,
-      liveEdgeMaxMs: liveRun.ack?.max ?? null,
-      liveE2eP50Ms: sink.tracker.latency.summary().p50,
-      liveE2eP99Ms: sink.tracker.latency.summary().p99,
-      liveLost: liveReport.lost,
-      liveDuplicates: liveReport.duplicates,
+      // High lane: live events that leave before the backlog.
+      liveEdgeP99Ms: alertRun.ack?.p99 ?? null,
+      liveEdgeMaxMs: alertRun.ack?.max ?? null,
+      liveE2eP50Ms: alertSink.tracker.latency.summary().p50,
+      liveE2eP99Ms: alertSink.tracker.latency.summary().p99,
+      // The backlog's lane: live events queue behind it, to keep the lane's order.
+      sameLaneEdgeP99Ms: liveRun.ack?.p99 ?? null,
+      sameLaneE2eP50Ms: sink.tracker.latency.summary().p50,
+      sameLaneE2eP99Ms: sink.tracker.latency.summary().p99,
+      liveLost: liveReport.lost + alertReport.lost,
+      liveDuplicates: liveReport.duplicates + alertReport.duplicates,
     });
     suite.emit({
       bench: 'footprint-backlog',
