@@ -4,6 +4,7 @@
  * Every implementation passes the contract suite in `test/cloud/cloud-log.contract.ts`.
  */
 import type { CloudEvent } from '../shared/cloud-event.ts';
+import type { WireLane } from '../shared/uplink-wire.ts';
 
 /** An event with its position in the log. Offsets start at 1 and increase by one per event. */
 export interface LoggedEvent {
@@ -20,11 +21,13 @@ export interface CommitResult {
 
 export interface CloudLog {
   /**
-   * Commits a batch from an edge exactly once: events whose edge sequence number is at or below the edge's
-   * high-water mark are dropped as duplicates, the rest are appended, and the new mark is stored atomically
-   * with them. Resolves only when the batch is durable.
+   * Commits a batch from one lane of an edge's buffer exactly once: events whose sequence number is at or below
+   * the (edge, lane) high-water mark are dropped as duplicates, the rest are appended, and the new mark is
+   * stored atomically with them. Each lane numbers its events on its own, so each has its own mark; batches of
+   * one (edge, lane) are committed one at a time, in the order the calls were made. Resolves only when the
+   * batch is durable.
    */
-  commitBatch(edgeId: string, seqs: readonly number[], events: readonly Uint8Array[]): Promise<CommitResult>;
+  commitBatch(edgeId: string, lane: WireLane, seqs: readonly number[], events: readonly Uint8Array[]): Promise<CommitResult>;
 
   /** Appends events made in the cloud itself (API, alerts, functions). Resolves with their offsets. */
   append(events: readonly CloudEvent[]): Promise<{ first: number; last: number }>;
@@ -38,8 +41,8 @@ export interface CloudLog {
   /** Calls `listener` with the new last offset whenever events are committed. Returns the unsubscribe. */
   onAppend(listener: (lastOffset: number) => void): () => void;
 
-  /** The highest edge sequence number committed for `edgeId` (0 when none). */
-  highWaterMark(edgeId: string): Promise<number>;
+  /** The highest sequence number committed from `lane` of `edgeId` (0 when none). */
+  highWaterMark(edgeId: string, lane: WireLane): Promise<number>;
 
   /** A named durable cursor (a subscription's position): the last offset it has processed. */
   getCursor(name: string): Promise<number | undefined>;

@@ -6,11 +6,13 @@ import type { Logger } from '../shared/logger.ts';
 import { Metrics } from '../shared/metrics.ts';
 import type { RunningMqttServer } from '../shared/mqtt-server.ts';
 import { startMqttServer } from '../shared/mqtt-server.ts';
+import { CloudCommands } from './commands.ts';
+import { createCommandsApi } from './commands-api.ts';
 import type { CloudConfig } from './config.ts';
 import type { CloudLog } from './cloud-log.ts';
 import { createHttpApi } from './http-api.ts';
-import type { RunningHttpServer } from './http-server.ts';
-import { startHttpServer } from './http-server.ts';
+import type { RunningHttpServer } from '../shared/http-server.ts';
+import { startHttpServer } from '../shared/http-server.ts';
 import { Ingress } from './ingress.ts';
 import { LevelCloudLog } from './level-cloud-log.ts';
 
@@ -29,6 +31,7 @@ export class CloudNode {
   #log: CloudLog | null = null;
   #listener: RunningMqttServer | null = null;
   #http: RunningHttpServer | null = null;
+  #commands: CloudCommands | null = null;
   app: Hono | null = null;
 
   constructor(config: CloudConfig, logger: Logger) {
@@ -48,22 +51,34 @@ export class CloudNode {
 
   async start(): Promise<void> {
     const { config } = this;
-    this.#log = await LevelCloudLog.open({ path: config.dataDir, durability: config.store.durability });
+    const log = await LevelCloudLog.open({ path: config.dataDir, durability: config.store.durability });
+    this.#log = log;
     try {
       const ingress = new Ingress(this.#log, this.metrics, this.#logger.child({ component: 'ingress' }));
+      // Commands are kept in the log's LevelDB, under their own namespaces.
+      const commands = await CloudCommands.open({ store: log.store, log, metrics: this.metrics, logger: this.#logger.child({ component: 'commands' }) });
+      this.#commands = commands;
       this.#listener = await startMqttServer({
         host: config.uplink.host,
         port: config.uplink.port,
         wsPort: null,
-        hooks: { authorizePublish: ingress.authorizePublish },
+        hooks: {
+          // Command control messages (acknowledgements, device reports) are the commands'; batches are ingress's.
+          authorizePublish: (client, packet, callback) => {
+            if (!commands.handlePublish(client, packet, callback)) ingress.authorizePublish(client, packet, callback);
+          },
+          authorizeSubscribe: commands.authorizeSubscribe,
+        },
         logger: this.#logger.child({ component: 'uplink-listener' }),
       });
+      commands.attach(this.#listener.aedes);
       this.app = createHttpApi({
         log: this.#log,
         logger: this.#logger.child({ component: 'http' }),
         metrics: this.metrics,
         health: () => ({ edges: this.#listener?.aedes.connectedClients ?? 0 }),
       });
+      this.app.route('/', createCommandsApi({ commands, defaultTtlSeconds: config.commands.defaultTtlSeconds, maxTtlSeconds: config.commands.maxTtlSeconds }));
       this.#http = await startHttpServer(this.app, { host: config.http.host, port: config.http.port });
       this.metrics.gauge('tributary_cloud_edges_connected', 'Edges connected to the uplink listener.', () => this.#listener?.aedes.connectedClients ?? 0);
       this.metrics.gauge('tributary_cloud_log_last_offset', 'Offset of the newest event in the cloud log.', () => this.#log?.lastOffset ?? 0);
@@ -96,6 +111,8 @@ export class CloudNode {
     this.#http = null;
     await this.#listener?.close();
     this.#listener = null;
+    this.#commands?.close();
+    this.#commands = null;
     await this.#log?.close();
     this.#log = null;
     this.#logger.info('cloud node stopped');

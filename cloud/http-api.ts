@@ -32,7 +32,7 @@ import { silentLogger } from '../shared/logger.ts';
 import { Metrics } from '../shared/metrics.ts';
 import type { CloudLog } from './cloud-log.ts';
 import { createEventStream, jsonLine } from './event-stream.ts';
-import type { ServerBindings } from './http-server.ts';
+import type { ServerBindings } from '../shared/http-server.ts';
 
 export interface HttpApiOptions {
   log: CloudLog;
@@ -62,8 +62,8 @@ interface ErrorBody {
   error: { code: string; message: string; parameter?: string };
 }
 
-/** A query parameter or header that cannot be used as given; answered with 400. */
-class BadParameterError extends Error {
+/** A query parameter, header or request body member that cannot be used as given; answered with 400. */
+export class BadParameterError extends Error {
   readonly parameter: string;
   constructor(parameter: string, message: string) {
     super(message);

@@ -1,8 +1,8 @@
 /**
  * Ingress: the MQTT listener that edges dial into. Each QoS 1 publish on an edge's uplink topic carries one
- * batch; the batch is committed to the cloud log exactly once (the log drops what is at or below the edge's
- * high-water mark) and only then acknowledged. In Aedes 1.x only `authorizePublish` runs before a QoS 1 PUBACK
- * is written, so the commit happens there.
+ * batch of one buffer lane; the batch is committed to the cloud log exactly once (the log drops what is at or
+ * below the high-water mark of that edge and lane) and only then acknowledged. In Aedes 1.x only
+ * `authorizePublish` runs before a QoS 1 PUBACK is written, so the commit happens there.
  */
 import type { Client, PublishPacket } from 'aedes';
 import type { Logger } from '../shared/logger.ts';
@@ -52,17 +52,17 @@ export class Ingress {
       this.#refuse(client, `batch names edge "${batch.edge}" but was sent by "${edgeId}"`, callback);
       return;
     }
-    this.#log.commitBatch(edgeId, batch.seqs, batch.events).then(
+    this.#log.commitBatch(edgeId, batch.lane, batch.seqs, batch.events).then(
       (result) => {
         this.#batches.inc();
         this.#committed.inc(result.appended);
         this.#duplicates.inc(result.duplicates);
-        if (result.duplicates) this.#logger.debug('dropped re-sent events', { edgeId, duplicates: result.duplicates });
+        if (result.duplicates) this.#logger.debug('dropped re-sent events', { edgeId, lane: batch.lane, duplicates: result.duplicates });
         callback(null);
       },
       (err: Error) => {
         // No PUBACK: the edge keeps the batch and re-sends it after reconnecting.
-        this.#logger.error('cannot commit a batch; closing the link so the edge re-sends it', { edgeId, err });
+        this.#logger.error('cannot commit a batch; closing the link so the edge re-sends it', { edgeId, lane: batch.lane, err });
         callback(err);
       },
     );

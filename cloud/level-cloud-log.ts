@@ -1,13 +1,15 @@
 /**
- * The embedded cloud log: an `AppendLog` in LevelDB. Each edge's high-water mark is a meta key written in the
- * same LevelDB batch as the events it covers, so a crash leaves either both or neither: a re-sent batch is
- * recognised after any crash, and every event lands exactly once.
+ * The embedded cloud log: an `AppendLog` in LevelDB. The high-water mark of each (edge, lane) is a meta key
+ * written in the same LevelDB batch as the events it covers, so a crash leaves either both or neither: a re-sent
+ * batch is recognised after any crash, and every event lands exactly once.
  */
 import { AppendLog, keySeq, metaKey, seqKey } from '../shared/append-log.ts';
 import type { CloudEvent } from '../shared/cloud-event.ts';
 import { decode, encode } from '../shared/codec.ts';
 import type { Durability } from '../shared/level-store.ts';
 import { LevelStore } from '../shared/level-store.ts';
+import type { WireLane } from '../shared/uplink-wire.ts';
+import { DEFAULT_WIRE_LANE } from '../shared/uplink-wire.ts';
 import type { CloudLog, CloudLogStats, CommitResult, LoggedEvent } from './cloud-log.ts';
 
 const EVENTS_NAMESPACE = 0x40;
@@ -20,9 +22,9 @@ export interface LevelCloudLogOptions {
 export class LevelCloudLog implements CloudLog {
   readonly #store: LevelStore;
   readonly #log: AppendLog;
-  /** Per-edge high-water marks, mirrored in memory; each edge's batches are committed one at a time. */
+  /** High-water marks per (edge, lane), mirrored in memory; each one's batches are committed one at a time. */
   readonly #marks = new Map<string, number>();
-  readonly #edgeQueues = new Map<string, Promise<unknown>>();
+  readonly #queues = new Map<string, Promise<unknown>>();
 
   private constructor(store: LevelStore, log: AppendLog) {
     this.#store = store;
@@ -35,31 +37,38 @@ export class LevelCloudLog implements CloudLog {
     return new LevelCloudLog(store, log);
   }
 
+  /** The LevelDB store under the log, for components that keep their own records beside it (commands: 0x5x). */
+  get store(): LevelStore {
+    return this.#store;
+  }
+
   get lastOffset(): number {
     return this.#log.committedSeq;
   }
 
-  commitBatch(edgeId: string, seqs: readonly number[], events: readonly Uint8Array[]): Promise<CommitResult> {
-    // Batches of one edge are serialised so the mark check and the write cannot interleave.
-    const previous = this.#edgeQueues.get(edgeId) ?? Promise.resolve();
-    const next = previous.then(() => this.#commit(edgeId, seqs, events));
+  commitBatch(edgeId: string, lane: WireLane, seqs: readonly number[], events: readonly Uint8Array[]): Promise<CommitResult> {
+    // Batches of one (edge, lane) are serialised so the mark check and the write cannot interleave; lanes of
+    // one edge are independent (their sequence numbers are), so one lane's commit never waits for another's.
+    const id = markId(edgeId, lane);
+    const previous = this.#queues.get(id) ?? Promise.resolve();
+    const next = previous.then(() => this.#commit(edgeId, lane, seqs, events));
     const settled = next.catch(() => undefined);
-    this.#edgeQueues.set(edgeId, settled);
+    this.#queues.set(id, settled);
     void settled.then(() => {
-      if (this.#edgeQueues.get(edgeId) === settled) this.#edgeQueues.delete(edgeId);
+      if (this.#queues.get(id) === settled) this.#queues.delete(id);
     });
     return next;
   }
 
-  async #commit(edgeId: string, seqs: readonly number[], events: readonly Uint8Array[]): Promise<CommitResult> {
-    const mark = await this.highWaterMark(edgeId);
+  async #commit(edgeId: string, lane: WireLane, seqs: readonly number[], events: readonly Uint8Array[]): Promise<CommitResult> {
+    const mark = await this.highWaterMark(edgeId, lane);
     let start = 0;
     while (start < seqs.length && seqs[start] <= mark) start++;
     if (start === seqs.length) return { appended: 0, duplicates: seqs.length };
     const fresh = start === 0 ? events : events.slice(start);
     const newMark = seqs[seqs.length - 1];
-    await this.#log.appendMany(fresh, [[markKey(edgeId), seqKey(0, newMark)]]);
-    this.#marks.set(edgeId, newMark);
+    await this.#log.appendMany(fresh, [[markKey(edgeId, lane), seqKey(0, newMark)]]);
+    this.#marks.set(markId(edgeId, lane), newMark);
     return { appended: fresh.length, duplicates: start };
   }
 
@@ -76,12 +85,13 @@ export class LevelCloudLog implements CloudLog {
     return this.#log.onCommit(listener);
   }
 
-  async highWaterMark(edgeId: string): Promise<number> {
-    const cached = this.#marks.get(edgeId);
+  async highWaterMark(edgeId: string, lane: WireLane): Promise<number> {
+    const id = markId(edgeId, lane);
+    const cached = this.#marks.get(id);
     if (cached !== undefined) return cached;
-    const value = await this.#store.db.get(markKey(edgeId));
+    const value = await this.#store.db.get(markKey(edgeId, lane));
     const mark = value ? keySeq(value) : 0;
-    this.#marks.set(edgeId, mark);
+    this.#marks.set(id, mark);
     return mark;
   }
 
@@ -103,8 +113,17 @@ export class LevelCloudLog implements CloudLog {
   }
 }
 
-function markKey(edgeId: string): Uint8Array {
-  return metaKey(`hwm/${edgeId}`);
+/**
+ * The name of an (edge, lane) mark. The normal lane keeps the name every edge had before lanes
+ * (`hwm/{edgeId}`), so a cloud log written then keeps its marks; the other lanes add theirs. An edge id never
+ * holds a "/" (the uplink topic refuses one), so `hwm/{edgeId}/{lane}` cannot be another edge's mark.
+ */
+function markId(edgeId: string, lane: WireLane): string {
+  return lane === DEFAULT_WIRE_LANE ? `hwm/${edgeId}` : `hwm/${edgeId}/${lane}`;
+}
+
+function markKey(edgeId: string, lane: WireLane): Uint8Array {
+  return metaKey(markId(edgeId, lane));
 }
 
 function cursorKey(name: string): Uint8Array {

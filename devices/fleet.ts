@@ -33,6 +33,11 @@ export interface FleetOptions {
   messagesPerDevice?: number;
   /** MQTT clean session. Default false: persistent sessions. */
   clean?: boolean;
+  /**
+   * Each device subscribes to `commands/{deviceId}` and replies `{ok: true, received: <name>}` on
+   * `commands/{deviceId}/replies/{commandId}`. Default true.
+   */
+  commands?: boolean;
   /** MQTT keepalive in seconds. Default 30. */
   keepalive?: number;
   username?: string;
@@ -94,6 +99,7 @@ export class Fleet {
       wake: (device, at) => this.#scheduler.schedule(device, at),
       acked: options.ackLog,
       error: (device, err) => this.#deviceError(device, err),
+      command: (deviceId, commandId, name) => this.#logger.debug('command received', { deviceId, commandId, name }),
       finished: () => {
         if (this.#counters.finished === this.devices.length) {
           this.#logger.info('every device sent its messages', { devices: this.devices.length, acked: this.#counters.acked });
@@ -115,6 +121,7 @@ export class Fleet {
           inflight: options.inflight ?? 32,
           messages: options.messagesPerDevice,
           clean: options.clean ?? false,
+          commands: options.commands ?? true,
           keepalive: options.keepalive ?? 30,
           reconnectPeriodMs: options.reconnectPeriodMs ?? 1000,
           connectTimeoutMs: options.connectTimeoutMs ?? 10_000,

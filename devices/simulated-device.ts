@@ -8,9 +8,15 @@
  * socket). A full window, or a lost connection, parks the device: it leaves the schedule and is woken by the
  * acknowledgement or the reconnect, so a down edge costs neither memory nor CPU. mqtt.js reconnects every
  * `reconnectPeriodMs` and re-sends unacknowledged QoS 1 publishes with DUP=1 (see dup-flag-store.ts).
+ *
+ * With `commands` on, the device subscribes (QoS 1) to `commands/{deviceId}` on every connect (a session the
+ * edge lost, e.g. across an edge restart, has no subscription left [MQTT-3.2.2-3]) and answers each command with
+ * `{"ok": true, "received": <the command's name>}` on `commands/{deviceId}/replies/{commandId}` at QoS 1. Replies
+ * are counted apart from telemetry (`commands`, `replies`), so they never change `sent`, `acked` or `seq`.
  */
 import mqtt from 'mqtt';
 import type { IClientOptions, MqttClient } from 'mqtt';
+import { CommandTopic, decodeDeviceCommand, DEFAULT_COMMAND_TOPIC, DEFAULT_REPLY_TOPIC } from '../shared/command-wire.ts';
 import { DupFlagStore } from './dup-flag-store.ts';
 import type { TelemetryProfile } from './profiles.ts';
 import type { ScheduledTask } from './scheduler.ts';
@@ -31,11 +37,18 @@ export interface DeviceCounters {
   errors: number;
   /** Devices that sent all their messages and have nothing outstanding. */
   finished: number;
+  /** Commands received from the edge. */
+  commands: number;
+  /** Replies to commands acknowledged by the edge. */
+  replies: number;
 }
 
 export function emptyCounters(): DeviceCounters {
-  return { connected: 0, sent: 0, acked: 0, inflight: 0, resent: 0, errors: 0, finished: 0 };
+  return { connected: 0, sent: 0, acked: 0, inflight: 0, resent: 0, errors: 0, finished: 0, commands: 0, replies: 0 };
 }
+
+const COMMAND_TOPIC = new CommandTopic(DEFAULT_COMMAND_TOPIC, ['deviceId']);
+const REPLY_TOPIC = new CommandTopic(DEFAULT_REPLY_TOPIC, ['deviceId', 'commandId']);
 
 export interface DeviceHooks {
   /** The device can publish again (connected, or its window has room): put it back on the schedule at `at`. */
@@ -45,6 +58,8 @@ export interface DeviceHooks {
   error?(device: SimulatedDevice, err: Error): void;
   /** The device has sent its last message and nothing is outstanding. */
   finished?(device: SimulatedDevice): void;
+  /** A command arrived (before the device replies to it). */
+  command?(deviceId: string, commandId: string, name: string | undefined): void;
 }
 
 export interface SimulatedDeviceOptions {
@@ -60,6 +75,8 @@ export interface SimulatedDeviceOptions {
   /** Stop after this many messages. */
   messages?: number;
   clean: boolean;
+  /** Subscribe to this device's command topic and reply to commands. Default false. */
+  commands?: boolean;
   keepalive: number;
   reconnectPeriodMs: number;
   connectTimeoutMs: number;
@@ -75,6 +92,7 @@ const CLOSE_TIMEOUT_MS = 2000;
 export class SimulatedDevice implements ScheduledTask {
   readonly id: string;
   readonly topic: string;
+  readonly commandTopic: string;
   readonly #o: SimulatedDeviceOptions;
   readonly #counters: DeviceCounters;
   #client: MqttClient | null = null;
@@ -96,6 +114,7 @@ export class SimulatedDevice implements ScheduledTask {
     this.#counters = options.counters;
     this.id = options.id;
     this.topic = `telemetry/${options.id}/${options.profile.metric}`;
+    this.commandTopic = COMMAND_TOPIC.format({ deviceId: options.id });
   }
 
   get metric(): string {
@@ -143,8 +162,14 @@ export class SimulatedDevice implements ScheduledTask {
       if (this.#closed || this.#online) return;
       this.#online = true;
       this.#counters.connected++;
+      if (o.commands) {
+        client.subscribe(this.commandTopic, { qos: 1 }, (err) => {
+          if (err && !this.#ended) this.#error(err);
+        });
+      }
       this.#wake();
     });
+    if (o.commands) client.on('message', (topic, payload) => this.#command(topic, payload));
     client.on('close', () => this.#offline());
     // mqtt.js leaves Nagle's algorithm on: a publish written while an earlier one awaits its TCP ACK waits up to
     // ~40 ms (delayed ACK), which would show up as edge latency. mqtt.connect has opened the first socket; each
@@ -223,6 +248,25 @@ export class SimulatedDevice implements ScheduledTask {
       }
       this.#checkFinished();
       this.#wake();
+    });
+  }
+
+  #command(topic: string, payload: Uint8Array): void {
+    if (topic !== this.commandTopic || this.#ended) return;
+    let command;
+    try {
+      command = decodeDeviceCommand(payload);
+    } catch (err) {
+      this.#error(err as Error);
+      return;
+    }
+    this.#counters.commands++;
+    this.#o.hooks.command?.(this.id, command.id, command.name);
+    const reply = JSON.stringify({ ok: true, received: command.name ?? null });
+    this.#client?.publish(REPLY_TOPIC.format({ deviceId: this.id, commandId: command.id }), reply, { qos: 1 }, (err) => {
+      if (this.#ended) return;
+      if (err) this.#error(err);
+      else this.#counters.replies++;
     });
   }
 

@@ -5,17 +5,22 @@
  */
 import { join } from 'node:path';
 import { Backoff } from '../shared/backoff.ts';
+import type { RunningHttpServer } from '../shared/http-server.ts';
 import { LevelStore } from '../shared/level-store.ts';
 import type { Logger } from '../shared/logger.ts';
 import { Metrics } from '../shared/metrics.ts';
 import { TopicMapper } from '../shared/topic-mapping.ts';
 import type { RunningMqttServer } from '../shared/mqtt-server.ts';
 import { startMqttServer } from '../shared/mqtt-server.ts';
+import { EdgeCommands } from './commands.ts';
 import type { EdgeConfig } from './config.ts';
 import { DeadLetters } from './dead-letters.ts';
 import { EdgeBuffer } from './edge-buffer.ts';
+import { EdgeStatusReporter } from './edge-status.ts';
 import { Ingest } from './ingest.ts';
+import { LaneRouter } from './lanes.ts';
 import { ResendGuard } from './resend-guard.ts';
+import { startStatusServer } from './status-api.ts';
 import type { LinkState } from './uplink.ts';
 import { Uplink } from './uplink.ts';
 
@@ -39,7 +44,11 @@ export class EdgeNode {
   #broker: RunningMqttServer | null = null;
   #uplink: Uplink | null = null;
   #buffer: EdgeBuffer | null = null;
+  #ingest: Ingest | null = null;
   #deadLetters: DeadLetters | null = null;
+  #commands: EdgeCommands | null = null;
+  #statusReporter: EdgeStatusReporter | null = null;
+  #http: RunningHttpServer | null = null;
 
   constructor(config: EdgeConfig, logger: Logger) {
     this.config = config;
@@ -50,10 +59,10 @@ export class EdgeNode {
     return this.config.dataDir ?? join('.data', this.config.edgeId);
   }
 
-  /** Ports actually bound (useful with port 0). */
-  get ports(): { mqtt: number; ws: number | null } {
+  /** Ports actually bound (useful with port 0). `http` (the status endpoint) is null when it is off. */
+  get ports(): { mqtt: number; ws: number | null; http: number | null } {
     if (!this.#broker) throw new Error('the edge node is not started');
-    return { mqtt: this.#broker.port, ws: this.#broker.wsPort };
+    return { mqtt: this.#broker.port, ws: this.#broker.wsPort, http: this.#http?.port ?? null };
   }
 
   get buffer(): EdgeBuffer {
@@ -66,25 +75,52 @@ export class EdgeNode {
     const store = await LevelStore.open(this.dataDir, { durability: config.buffer.durability });
     this.#store = store;
     try {
-      const buffer = await EdgeBuffer.open(store);
+      const buffer = await EdgeBuffer.open(store, {
+        maxBytes: config.buffer.maxBytes,
+        maxAgeSeconds: config.buffer.maxAgeSeconds,
+        overflow: config.buffer.overflow,
+        metrics: this.metrics,
+        logger: this.#logger.child({ component: 'buffer' }),
+      });
       const deadLetters = await DeadLetters.open(store);
       this.#buffer = buffer;
       this.#deadLetters = deadLetters;
+      const resendGuard = await ResendGuard.open(store);
+      const commands = await EdgeCommands.open({
+        edgeId: config.edgeId,
+        store,
+        buffer,
+        topics: config.commands,
+        deadLetters,
+        resendGuard,
+        metrics: this.metrics,
+        logger: this.#logger.child({ component: 'commands' }),
+      });
+      this.#commands = commands;
       const ingest = new Ingest({
         mapper: new TopicMapper({ edgeId: config.edgeId, rules: config.ingest.topics }),
         buffer,
-        resendGuard: await ResendGuard.open(store),
+        resendGuard,
         deadLetters,
         metrics: this.metrics,
         logger: this.#logger.child({ component: 'ingest' }),
+        lanes: new LaneRouter(config.buffer.lanes),
+        overflow: config.buffer.overflow,
       });
+      this.#ingest = ingest;
       this.#broker = await startMqttServer({
         host: config.mqtt.host,
         port: config.mqtt.port,
         wsPort: config.mqtt.wsPort,
-        hooks: { authorizePublish: ingest.authorizePublish },
+        hooks: {
+          // Command replies (and stray publishes on command topics) are the commands' own; the rest is ingest's.
+          authorizePublish: (client, packet, callback) => {
+            if (!commands.authorizePublish(client, packet, callback)) ingest.authorizePublish(client, packet, callback);
+          },
+        },
         logger: this.#logger.child({ component: 'broker' }),
       });
+      commands.attach(this.#broker.aedes);
       this.#uplink = new Uplink({
         url: config.uplink.url,
         edgeId: config.edgeId,
@@ -96,9 +132,30 @@ export class EdgeNode {
         backoff: new Backoff({ initialMs: config.uplink.reconnectInitialMs, maxMs: config.uplink.reconnectMaxMs }),
         logger: this.#logger.child({ component: 'uplink' }),
         metrics: this.metrics,
+        onConnected: (client) => commands.linkUp(client),
+        onDisconnected: () => commands.linkDown(),
       });
       this.#registerGauges();
       this.#uplink.start();
+      const reporter = new EdgeStatusReporter({
+        edgeId: config.edgeId,
+        durability: config.buffer.durability,
+        metrics: this.metrics,
+        buffer,
+        uplink: this.#uplink,
+        devicesConnected: () => this.#broker?.aedes.connectedClients ?? 0,
+        deadLetters: () => deadLetters.count,
+      });
+      this.#statusReporter = reporter;
+      reporter.registerGauges();
+      reporter.start();
+      this.#http = await startStatusServer({
+        host: config.http.host,
+        port: config.http.port,
+        report: () => reporter.report(),
+        metrics: this.metrics,
+        logger: this.#logger.child({ component: 'status' }),
+      });
     } catch (err) {
       await this.stop();
       throw err;
@@ -108,18 +165,20 @@ export class EdgeNode {
       mqtt: `mqtt://${config.mqtt.host}:${this.#broker!.port}`,
       ws: this.#broker!.wsPort === null ? null : `ws://${config.mqtt.host}:${this.#broker!.wsPort}`,
       uplink: config.uplink.url,
+      http: this.#http?.url ?? null,
       dataDir: this.dataDir,
       durability: config.buffer.durability,
-      buffered: stats.depth,
+      buffered: stats.events,
     });
   }
 
   #registerGauges(): void {
     const m = this.metrics;
     m.gauge('tributary_edge_devices_connected', 'Devices connected to the broker.', () => this.#broker?.aedes.connectedClients ?? 0);
-    m.gauge('tributary_edge_buffer_events', 'Events in the buffer awaiting the cloud.', () => this.#buffer?.stats().depth ?? 0);
+    m.gauge('tributary_edge_buffer_events', 'Events in the buffer awaiting the cloud.', () => this.#buffer?.stats().events ?? 0);
     m.gauge('tributary_edge_buffer_bytes', 'Bytes of events in the buffer.', () => this.#buffer?.stats().bytes ?? 0);
     m.gauge('tributary_edge_dead_letters', 'Dead letters kept.', () => this.#deadLetters?.count ?? 0);
+    m.gauge('tributary_edge_publishes_waiting', 'QoS 1 publishes whose PUBACK waits for room in the full buffer.', () => this.#ingest?.waiting ?? 0);
     m.gauge('tributary_edge_uplink_connected', '1 when the uplink is connected.', () => (this.#uplink?.state === 'connected' ? 1 : 0));
   }
 
@@ -131,7 +190,7 @@ export class EdgeNode {
       devices: this.#broker?.aedes.connectedClients ?? 0,
       accepted: m.total('tributary_edge_events_accepted_total'),
       rejected: m.total('tributary_edge_messages_rejected_total'),
-      buffered: buffer?.depth ?? 0,
+      buffered: buffer?.events ?? 0,
       bufferedBytes: buffer?.bytes ?? 0,
       forwarded: m.total('tributary_edge_events_forwarded_total'),
       deadLetters: this.#deadLetters?.count ?? 0,
@@ -140,10 +199,19 @@ export class EdgeNode {
   }
 
   async stop(): Promise<void> {
+    await this.#http?.close();
+    this.#http = null;
+    this.#statusReporter?.stop();
+    this.#statusReporter = null;
     await this.#broker?.close();
     this.#broker = null;
     await this.#uplink?.stop();
     this.#uplink = null;
+    this.#commands?.close();
+    this.#commands = null;
+    this.#ingest?.close();
+    this.#ingest = null;
+    this.#buffer?.close();
     await this.#store?.close();
     this.#store = null;
     this.#logger.info('edge node stopped');

@@ -17,14 +17,13 @@
  * A lookup (only for DUP=1, which is rare) reads the journal into an index in memory, kept until the next fold,
  * then falls back to the page.
  *
- * What it keeps is bounded, per persistent session:
- * - only clients with a persistent session are recorded (ingest skips clean sessions: they never re-send across
- *   a reconnect [MQTT-3.1.2-6]), and `forget` clears a client's pages when it connects with a clean session;
- * - a client re-sends only its unacknowledged publishes, which are its most recent ones, and clients hand out
- *   packet ids in sequence (mqtt.js, Paho, ...). So a fold that writes page `p` of a client deletes its page
- *   `p - WINDOW_PAGES`: each client keeps its last `WINDOW_PAGES` pages (the last 768 to 1,024 packet ids, 4 KiB)
- *   plus the pages of the fold. A client with more unacknowledged publishes than that, or one that picks packet
- *   ids at random, may get a second event for a re-send of an old one (a duplicate, never a loss).
+ * What it keeps is bounded per client id. A client re-sends only its unacknowledged publishes, which are its
+ * most recent ones, and clients hand out packet ids in sequence (mqtt.js, Paho, ...). So a fold that writes page
+ * `p` of a client deletes its page `p - WINDOW_PAGES`: each client keeps its last `WINDOW_PAGES` pages (the last
+ * 768 to 1,024 packet ids, 4 KiB) plus the pages of the fold. A client with more unacknowledged publishes than
+ * that, or one that picks packet ids at random, may get a second event for a re-send of an old one (a duplicate,
+ * never a loss). Clean sessions are recorded too: mqtt.js re-sends its unacknowledged publishes after a
+ * reconnect whatever the session flag.
  */
 import process from 'node:process';
 import { keySeq, seqKey } from '../shared/append-log.ts';
@@ -122,25 +121,6 @@ export class ResendGuard {
         ),
       );
     }, 0);
-  }
-
-  /**
-   * Forgets every record of a client (it connected with a clean session, so it will not re-send anything from
-   * before). Records still in the journal are dropped from the index; a fold may bring some back into pages,
-   * which only costs space until the next `forget` or the window moves on.
-   */
-  forget(clientId: string): Promise<void> {
-    const prefix = this.#clientKey(clientId);
-    const done = this.#queue.then(async () => {
-      this.#index?.records.delete(clientId);
-      const gte = pageKey(prefix, 0);
-      const lt = pageKey(prefix, 0);
-      lt[lt.length - 2] = 1; // past page 0xff: the byte after the client id goes from 0 to 1
-      lt[lt.length - 1] = 0;
-      await this.#store.db.clear({ gte, lt });
-    });
-    this.#queue = done.catch(() => undefined);
-    return done;
   }
 
   /** The hash last recorded for a client's packet id, 0 for none. */

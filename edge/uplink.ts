@@ -2,18 +2,25 @@
  * The uplink: forwards the buffer to the cloud over MQTT. The edge dials out (gateways sit behind NAT), sends
  * each batch as one QoS 1 publish, and releases a batch from the buffer only when the cloud's PUBACK says the
  * batch is committed there. Several batches are in flight at once. On any link failure the in-flight batches
- * are forgotten and, after a reconnect with exponential backoff and jitter, the uplink re-sends from the oldest
- * unacknowledged event; the cloud drops what it already has (per-edge high-water mark).
+ * are forgotten and, after a reconnect with exponential backoff and jitter, each lane re-sends from its oldest
+ * unacknowledged event; the cloud drops what it already has (a high-water mark per edge and lane).
+ *
+ * The buffer has priority lanes, each with its own sequence numbers. A batch holds events of one lane, and the
+ * window is filled from the highest lane that has events to send, so alerts overtake a backlog of telemetry.
+ * Events that have expired (buffer time to live, or their own `expirytime`) are never sent; they are counted and
+ * released with the batch they were read in.
  */
 import { setTimeout as delay } from 'node:timers';
 import mqtt from 'mqtt';
 import type { MqttClient } from 'mqtt';
-import type { LogEntry } from '../shared/append-log.ts';
-import { Backoff } from '../shared/backoff.ts';
+import type { Backoff } from '../shared/backoff.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { Counter, Metrics } from '../shared/metrics.ts';
-import { encodeBatch, uplinkTopic } from '../shared/uplink-wire.ts';
-import type { EdgeBuffer } from './edge-buffer.ts';
+import { encodeEntries, uplinkTopic } from '../shared/uplink-wire.ts';
+import type { BufferEntry, EdgeBuffer } from './edge-buffer.ts';
+import { isExpired } from './expiry.ts';
+import type { Lane } from './lanes.ts';
+import { LANE_COUNT, LANE_NAMES } from './lanes.ts';
 
 export interface UplinkOptions {
   url: string;
@@ -21,31 +28,73 @@ export interface UplinkOptions {
   buffer: EdgeBuffer;
   batchMaxEvents: number;
   batchMaxBytes: number;
+  /** Batches awaiting the cloud's acknowledgement at once, all lanes together. */
   inflight: number;
   keepaliveSeconds: number;
   backoff: Backoff;
   logger: Logger;
   metrics: Metrics;
+  /** The wall clock (ms since the epoch), for expiry and the link's state times; `Date.now` by default. */
+  now?: () => number;
+  /**
+   * Called after every successful (re)connect, before the first batch is sent on it. The client may be used to
+   * subscribe and publish on the same connection (cloud → edge commands); the uplink ignores messages it gets.
+   */
+  onConnected?: (client: MqttClient) => void;
+  /** Called when a connection that was up goes down, or the uplink stops while connected. */
+  onDisconnected?: () => void;
 }
 
 export type LinkState = 'connecting' | 'connected' | 'waiting' | 'stopped';
 
-interface InflightBatch {
-  entries: LogEntry[];
+export interface LinkInfo {
+  state: LinkState;
+  url: string;
+  /** When the state last changed (ms since the epoch). */
+  sinceMs: number;
+  /** Successful connections since the uplink was created. */
+  connects: number;
+  /** Why the link last went down or could not come up; null until it first did. */
+  lastError: string | null;
+  /** Batches sent and not yet acknowledged. */
+  inflightBatches: number;
+}
+
+/** A run of one lane's events that was read together: sent as one batch, or skipped when all had expired. */
+interface LaneBatch {
+  /** Last sequence number of the run, expired events included. */
+  last: number;
+  /** Events sent; the rest of the run had expired. */
+  sent: number;
+  expired: number;
   acked: boolean;
-  /** Smaller than a full batch: sent because nothing more was committed yet. */
+  /** Reached the lane's committed end with room to spare: sent because nothing more was committed yet. */
   partial: boolean;
+}
+
+interface LaneState {
+  /** Next sequence number to read. */
+  nextSeq: number;
+  /** Every event through this sequence number is acknowledged or expired and has been handed to `release`. */
+  releasedThrough: number;
+  /** Runs read and not yet released, oldest first. */
+  batches: LaneBatch[];
 }
 
 export class Uplink {
   readonly #o: UplinkOptions;
   readonly #topic: string;
+  readonly #now: () => number;
   #client: MqttClient | null = null;
   #state: LinkState = 'stopped';
+  #sinceMs: number;
+  #connects = 0;
+  #lastError: string | null = null;
   /** Bumped on every (re)connect; callbacks of an older connection are ignored. */
   #generation = 0;
-  #nextSeq = 1;
-  #inflight: InflightBatch[] = [];
+  readonly #lanes: LaneState[] = [];
+  /** Batches sent on this connection and not yet acknowledged, all lanes. */
+  #unacked = 0;
   #reading = false;
   #retryTimer: ReturnType<typeof delay> | null = null;
   #unsubscribe: (() => void) | null = null;
@@ -56,6 +105,9 @@ export class Uplink {
   constructor(options: UplinkOptions) {
     this.#o = options;
     this.#topic = uplinkTopic(options.edgeId);
+    this.#now = options.now ?? Date.now;
+    this.#sinceMs = this.#now();
+    for (let lane = 0; lane < LANE_COUNT; lane++) this.#lanes.push({ nextSeq: 1, releasedThrough: 0, batches: [] });
     this.#forwarded = options.metrics.counter('tributary_edge_events_forwarded_total', 'Events the cloud acknowledged.');
     this.#batches = options.metrics.counter('tributary_edge_batches_forwarded_total', 'Batches the cloud acknowledged.');
     this.#reconnects = options.metrics.counter('tributary_edge_uplink_connects_total', 'Successful uplink connections.');
@@ -65,6 +117,17 @@ export class Uplink {
     return this.#state;
   }
 
+  linkInfo(): LinkInfo {
+    return {
+      state: this.#state,
+      url: this.#o.url,
+      sinceMs: this.#sinceMs,
+      connects: this.#connects,
+      lastError: this.#lastError,
+      inflightBatches: this.#unacked,
+    };
+  }
+
   start(): void {
     if (this.#state !== 'stopped') return;
     this.#unsubscribe = this.#o.buffer.onCommit(() => this.#pump());
@@ -72,19 +135,33 @@ export class Uplink {
   }
 
   async stop(): Promise<void> {
-    this.#state = 'stopped';
+    const wasConnected = this.#state === 'connected';
+    this.#setState('stopped');
     this.#generation++;
     this.#unsubscribe?.();
     if (this.#retryTimer) clearTimeout(this.#retryTimer);
     const client = this.#client;
     this.#client = null;
-    this.#inflight = [];
+    this.#forget();
+    if (wasConnected) this.#hook('onDisconnected', () => this.#o.onDisconnected?.());
     if (client) await client.endAsync(true).catch(() => undefined);
+  }
+
+  #setState(state: LinkState): void {
+    if (state === this.#state) return;
+    this.#state = state;
+    this.#sinceMs = this.#now();
+  }
+
+  /** Drops what this connection had in flight: after a reconnect each lane re-sends from its oldest unreleased event. */
+  #forget(): void {
+    this.#unacked = 0;
+    for (const lane of this.#lanes) lane.batches = [];
   }
 
   #connect(): void {
     const generation = ++this.#generation;
-    this.#state = 'connecting';
+    this.#setState('connecting');
     const client = mqtt.connect(this.#o.url, {
       clientId: this.#o.edgeId,
       protocolVersion: 4,
@@ -99,27 +176,37 @@ export class Uplink {
       if (generation !== this.#generation) return;
       // mqtt.js leaves Nagle's algorithm on; it holds each batch's small packets back by up to 40 ms.
       (client.stream as { setNoDelay?: (on: boolean) => void } | undefined)?.setNoDelay?.(true);
-      this.#state = 'connected';
+      this.#setState('connected');
+      this.#connects++;
       this.#o.backoff.reset();
       this.#reconnects.inc();
-      this.#nextSeq = this.#o.buffer.firstSeq;
-      this.#o.logger.info('uplink connected', { url: this.#o.url, resendFrom: this.#nextSeq, buffered: this.#o.buffer.stats().depth });
-      this.#pump();
+      const resendFrom: Record<string, number> = {};
+      this.#lanes.forEach((state, i) => {
+        // An event handed to `release` is never sent again, even when the release has not completed yet.
+        state.nextSeq = Math.max(this.#o.buffer.firstSeq(i as Lane), state.releasedThrough + 1);
+        resendFrom[LANE_NAMES[i]] = state.nextSeq;
+      });
+      this.#o.logger.info('uplink connected', { url: this.#o.url, resendFrom, buffered: this.#o.buffer.stats().events });
+      this.#hook('onConnected', () => this.#o.onConnected?.(client));
+      if (generation === this.#generation) this.#pump();
     });
     const lost = (why: string) => {
       if (generation !== this.#generation || this.#state === 'stopped') return;
+      const wasConnected = this.#state === 'connected';
       this.#generation++;
-      this.#inflight = [];
+      this.#forget();
       this.#client = null;
       client.removeAllListeners();
       client.on('error', () => undefined);
       client.end(true);
       const wait = this.#o.backoff.next();
-      this.#state = 'waiting';
+      this.#setState('waiting');
+      this.#lastError = why;
       const attempt = this.#o.backoff.attempt;
       // The first failure and every tenth after it are warnings; the status line shows the link state meanwhile.
       const level = attempt === 1 || attempt % 10 === 0 ? 'warn' : 'debug';
       this.#o.logger[level]('uplink down; reconnecting', { url: this.#o.url, reason: why, retryInMs: wait, attempt });
+      if (wasConnected) this.#hook('onDisconnected', () => this.#o.onDisconnected?.());
       this.#retryTimer = delay(() => {
         this.#retryTimer = null;
         if (this.#state === 'waiting') this.#connect();
@@ -130,61 +217,131 @@ export class Uplink {
     client.on('offline', () => lost('offline'));
   }
 
+  /** Runs a caller's hook; a hook that throws is logged and does not take the link down. */
+  #hook(name: string, call: () => void): void {
+    try {
+      call();
+    } catch (err) {
+      this.#o.logger.error(`the uplink's ${name} hook failed`, { err });
+    }
+  }
+
   /**
-   * Sends batches while the link is up and the window has room. Full batches (a backlog) fill the whole window;
-   * of the partial ones (live traffic, sent as soon as it is committed), only one is in flight at a time, so
-   * what commits meanwhile rides in the next one: at moderate rates that is one batch per round trip to the
-   * cloud instead of one per group commit, with no added wait.
+   * Sends batches while the link is up and the window has room, each from the highest lane that has something
+   * to send. Full batches (a backlog) fill the whole window; of a lane's partial ones (live traffic, sent as
+   * soon as it is committed), only one is in flight at a time, so what commits meanwhile rides in the next one:
+   * at moderate rates that is one batch per round trip to the cloud instead of one per group commit, with no
+   * added wait.
    */
   #pump(): void {
-    if (this.#state !== 'connected' || this.#reading || this.#inflight.length >= this.#o.inflight) return;
-    const waiting = this.#o.buffer.committedSeq - this.#nextSeq + 1;
-    if (waiting <= 0) return;
-    if (waiting < this.#o.batchMaxEvents && this.#inflight.some((b) => b.partial && !b.acked)) return;
+    if (this.#state !== 'connected' || this.#reading || this.#unacked >= this.#o.inflight) return;
+    const lane = this.#laneToSend();
+    if (lane === undefined) return;
+    const from = this.#lanes[lane].nextSeq;
+    const committed = this.#o.buffer.committedSeq(lane);
     const generation = this.#generation;
     this.#reading = true;
-    this.#o.buffer.read(this.#nextSeq, this.#o.batchMaxEvents, this.#o.batchMaxBytes).then(
+    this.#o.buffer.read(lane, from, this.#o.batchMaxEvents, this.#o.batchMaxBytes).then(
       (entries) => {
         this.#reading = false;
-        if (generation !== this.#generation || entries.length === 0) return;
-        this.#send(entries, generation);
+        if (generation === this.#generation) this.#send(lane, entries, committed, generation);
+        // Also after a reconnect that happened during the read: the new connection's pump waited for it.
         this.#pump();
       },
       (err) => {
         this.#reading = false;
-        this.#o.logger.error('cannot read the buffer', { err });
+        this.#o.logger.error('cannot read the buffer', { lane: LANE_NAMES[lane], err });
       },
     );
   }
 
-  #send(entries: LogEntry[], generation: number): void {
-    const client = this.#client!;
-    const batch: InflightBatch = { entries, acked: false, partial: entries.length < this.#o.batchMaxEvents };
-    this.#inflight.push(batch);
-    this.#nextSeq = entries[entries.length - 1].seq + 1;
-    const payload = encodeBatch({ v: 1, edge: this.#o.edgeId, seqs: entries.map((e) => e.seq), events: entries.map((e) => e.value) });
-    client.publish(this.#topic, Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength), { qos: 1 }, (err) => {
+  /**
+   * The highest lane with committed events to send. A lane whose few waiting events will ride in the batch
+   * after its partial one in flight has nothing to send now, so a lower lane may use the link meanwhile; the
+   * slot the partial batch frees goes back to the higher lane first.
+   */
+  #laneToSend(): Lane | undefined {
+    for (let i = 0; i < LANE_COUNT; i++) {
+      const lane = i as Lane;
+      const state = this.#lanes[lane];
+      const waiting = this.#o.buffer.committedSeq(lane) - state.nextSeq + 1;
+      if (waiting <= 0) continue;
+      if (waiting < this.#o.batchMaxEvents && state.batches.some((b) => b.partial && !b.acked)) continue;
+      return lane;
+    }
+    return undefined;
+  }
+
+  /** Sends what was read from `lane` as one batch, leaving out expired events. */
+  #send(lane: Lane, entries: BufferEntry[], committed: number, generation: number): void {
+    const state = this.#lanes[lane];
+    if (entries.length === 0) {
+      // Nothing is left between nextSeq and the committed end: the buffer dropped those events meanwhile.
+      state.nextSeq = Math.max(state.nextSeq, committed + 1);
+      return;
+    }
+    const now = this.#now();
+    const maxAgeMs = this.#o.buffer.stats().maxAgeSeconds * 1000;
+    let live: BufferEntry[] | undefined;
+    for (let i = 0; i < entries.length; i++) {
+      if (!isExpired(entries[i], now, maxAgeMs)) live?.push(entries[i]);
+      else live ??= entries.slice(0, i);
+    }
+    const sending = live ?? entries;
+    const last = entries[entries.length - 1].seq;
+    state.nextSeq = last + 1;
+    const batch: LaneBatch = {
+      last,
+      sent: sending.length,
+      expired: entries.length - sending.length,
+      acked: sending.length === 0,
+      partial: last >= committed && entries.length < this.#o.batchMaxEvents,
+    };
+    state.batches.push(batch);
+    if (sending.length === 0) {
+      this.#release(lane);
+      return;
+    }
+    this.#unacked++;
+    const payload = encodeEntries(this.#o.edgeId, lane, sending);
+    this.#client!.publish(this.#topic, payload, { qos: 1 }, (err) => {
       if (generation !== this.#generation) return;
       if (err) {
-        this.#o.logger.warn('batch not acknowledged', { error: err.message, first: entries[0].seq, events: entries.length });
+        this.#o.logger.warn('batch not acknowledged', { error: err.message, lane: LANE_NAMES[lane], first: sending[0].seq, events: sending.length });
         return;
       }
       batch.acked = true;
-      this.#release(generation);
+      this.#unacked--;
+      this.#release(lane);
+      this.#pump();
     });
   }
 
-  /** Frees acknowledged batches from the buffer, oldest first. */
-  #release(generation: number): void {
-    while (this.#inflight.length > 0 && this.#inflight[0].acked) {
-      const { entries } = this.#inflight.shift()!;
-      this.#forwarded.inc(entries.length);
-      this.#batches.inc();
-      this.#o.buffer.release(entries).then(
-        () => undefined,
-        (err) => this.#o.logger.error('cannot release acknowledged events from the buffer (they will be re-sent and dropped by the cloud)', { err }),
-      );
+  /** Frees a lane's acknowledged and skipped runs from the buffer, oldest first, up to the first unacknowledged. */
+  #release(lane: Lane): void {
+    const state = this.#lanes[lane];
+    let through = 0;
+    let sent = 0;
+    let batches = 0;
+    let expired = 0;
+    while (state.batches.length > 0 && state.batches[0].acked) {
+      const batch = state.batches.shift()!;
+      through = batch.last;
+      sent += batch.sent;
+      expired += batch.expired;
+      if (batch.sent > 0) batches++;
     }
-    if (generation === this.#generation) this.#pump();
+    if (through === 0) return;
+    state.releasedThrough = through;
+    this.#forwarded.inc(sent);
+    this.#batches.inc(batches);
+    if (expired > 0) {
+      this.#o.buffer.countDropped('expired', lane, expired);
+      this.#o.logger.debug('expired events not forwarded', { lane: LANE_NAMES[lane], events: expired, through });
+    }
+    this.#o.buffer.release(lane, through).then(
+      () => undefined,
+      (err) => this.#o.logger.error('cannot release acknowledged events from the buffer (the next release of the lane frees them)', { lane: LANE_NAMES[lane], err }),
+    );
   }
 }

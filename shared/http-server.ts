@@ -1,13 +1,13 @@
 /**
- * Serves a fetch-style app (a Hono app) over HTTP/1.1 on Node.js and Deno alike. Both runtimes go through
- * `@hono/node-server` on `node:http`: Deno's Node compatibility runs it unchanged, including streamed
- * responses with backpressure and client-disconnect detection (checked by `test/cloud/http-api.test.ts`, which
- * serves from a Deno child process), so no runtime switch is needed.
+ * Serves a fetch-style app (a Hono app) over HTTP/1.1 on Node.js and Deno alike: the cloud's API and the edge's
+ * status endpoint. Both runtimes go through `@hono/node-server` on `node:http`: Deno's Node compatibility runs
+ * it unchanged, including streamed responses with backpressure and client-disconnect detection (checked by
+ * `test/cloud/http-api.test.ts`, which serves from a Deno child process), so no runtime switch is needed.
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { createAdaptorServer } from '@hono/node-server';
-import { ConfigError, errorMessage } from '../shared/errors.ts';
+import { ConfigError, errorMessage } from './errors.ts';
 
 /** What the server hands the app with every request (Hono's `c.env`). */
 export interface ServerBindings {

@@ -64,6 +64,26 @@ export class Metrics {
     return sum;
   }
 
+  /** Whether a family `name` has been registered. */
+  has(name: string): boolean {
+    return this.#families.has(name);
+  }
+
+  /**
+   * The series of `name` summed per value of `label` (`{overflow: 3, expired: 1}` for label `reason`); series
+   * without that label count under `''`. Empty when the family does not exist.
+   */
+  byLabel(name: string, label: string): Record<string, number> {
+    const out: Record<string, number> = {};
+    const family = this.#families.get(name);
+    if (!family) return out;
+    for (const s of family.series.values()) {
+      const key = s.labels[label] ?? '';
+      out[key] = (out[key] ?? 0) + (s.counter ? s.counter.value : s.read!());
+    }
+    return out;
+  }
+
   snapshot(): Record<string, number | Record<string, number>> {
     const out: Record<string, number | Record<string, number>> = {};
     for (const [name, family] of this.#families) {

@@ -7,10 +7,12 @@ import { createServer as createHttpServer } from 'node:http';
 import type { Server as HttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import type { AddressInfo, Server, Socket } from 'node:net';
+import { Buffer } from 'node:buffer';
 import { Aedes } from 'aedes';
 import type { AedesOptions } from 'aedes';
 import { createWebSocketStream, WebSocketServer } from 'ws';
 import type { Logger } from '../shared/logger.ts';
+import { runtimeKey } from './runtime.ts';
 
 export interface MqttServerOptions {
   host: string;
@@ -40,11 +42,12 @@ export async function startMqttServer(options: MqttServerOptions): Promise<Runni
   function forget(this: Socket): void {
     sockets.delete(this);
   }
+  const wholeReads = runtimeKey() === 'deno';
   const tcp = createServer((socket) => {
     socket.setNoDelay(true);
     sockets.add(socket);
     socket.on('close', forget);
-    aedes.handle(socket);
+    aedes.handle(wholeReads ? readWholeBuffer(socket) : socket);
   });
   const port = await listen(tcp, options.host, options.port, 'MQTT');
 
@@ -89,4 +92,26 @@ function listen(server: Server | HttpServer, host: string, port: number, what: s
     });
     server.listen(port, host, () => resolve((server.address() as AddressInfo).port));
   });
+}
+
+/**
+ * Makes `socket.read()` return everything buffered, as Node's does. Aedes reads a connection with one
+ * `read(null)` per 'readable' event. Deno's `node:net` returns only the first buffered chunk there, and since
+ * the buffer is then not empty no further 'readable' event comes: a packet larger than a chunk or two (such as a
+ * full uplink batch of about 200 KB) was left half-read until the next packet arrived, the edge's PINGREQ 30 s
+ * later (test/fault/large-batch.test.ts). Used on Deno only.
+ */
+export function readWholeBuffer(socket: Socket): Socket {
+  const read = socket.read.bind(socket);
+  socket.read = function readAll(size?: number) {
+    if (size !== undefined && size !== null) return read(size);
+    const first = read();
+    if (first === null) return null;
+    const second = read();
+    if (second === null) return first;
+    const chunks: Buffer[] = [first, second];
+    for (let chunk = read(); chunk !== null; chunk = read()) chunks.push(chunk);
+    return Buffer.concat(chunks);
+  } as Socket['read'];
+  return socket;
 }

@@ -5,9 +5,16 @@
  * durable; but a commit costs one put however many entries it holds. On the edge, a put per event was most of
  * the storage cost of ingest (LevelDB's per-operation work, not the bytes).
  *
- * A segment's key is the namespace byte, then its first and last sequence numbers, each 8 bytes big-endian, so
- * LevelDB's byte order is sequence order and the bounds are known without reading the value. The value is a
- * MessagePack array of bin values, the entries in sequence order.
+ * A segment's key is the namespace byte, then its first and last sequence numbers and the time it was committed
+ * (milliseconds since the epoch), each 8 bytes big-endian: LevelDB's byte order is sequence order, and the bounds
+ * and the age are known without reading the value. Keys of 17 bytes (no time), written before the time was added,
+ * are still read; their time is the time the log was opened. The value is a MessagePack array of bin values, the
+ * entries in sequence order.
+ *
+ * Entries leave the log only from the front, so one mark ("released through") says what is gone: `release` (the
+ * cloud acknowledged them; may end inside a segment) and the drops `dropOldest` and `dropBefore` (whole segments).
+ * Counts and bytes removed are computed from the segments themselves, so they stay exact however the three
+ * interleave.
  */
 import type { LogEntry } from './append-log.ts';
 import { keySeq, META_NAMESPACE, metaKey, seqKey } from './append-log.ts';
@@ -17,12 +24,27 @@ import { StorageError } from './errors.ts';
 import type { LevelStore, WriteCallback } from './level-store.ts';
 
 const TWO_32 = 0x1_0000_0000;
-const SEGMENT_KEY_LENGTH = 17;
+const SEGMENT_KEY_LENGTH = 25;
+/** A key written before segments carried their time. */
+const UNTIMED_KEY_LENGTH = 17;
 /** Most entries, and about the most bytes, in one segment. */
 export const SEGMENT_MAX_ENTRIES = 1024;
 export const SEGMENT_MAX_BYTES = 1024 * 1024;
 
-export function segmentKey(namespace: number, first: number, last: number): Uint8Array {
+/** An entry with the commit time of its segment. */
+export interface SegmentEntry extends LogEntry {
+  timeMs: number;
+}
+
+/** What a release or drop removed: entries and their bytes. */
+export interface Removed {
+  events: number;
+  bytes: number;
+}
+
+const NOTHING: Removed = Object.freeze({ events: 0, bytes: 0 });
+
+export function segmentKey(namespace: number, first: number, last: number, timeMs: number): Uint8Array {
   const key = new Uint8Array(SEGMENT_KEY_LENGTH);
   key[0] = namespace;
   const view = new DataView(key.buffer);
@@ -30,13 +52,22 @@ export function segmentKey(namespace: number, first: number, last: number): Uint
   view.setUint32(5, first >>> 0);
   view.setUint32(9, Math.floor(last / TWO_32));
   view.setUint32(13, last >>> 0);
+  view.setUint32(17, Math.floor(timeMs / TWO_32));
+  view.setUint32(21, timeMs >>> 0);
   return key;
 }
 
-/** First and last sequence number of a segment key. */
+/** First and last sequence number of a segment key (of either length). */
 export function segmentBounds(key: Uint8Array): { first: number; last: number } {
   const view = new DataView(key.buffer, key.byteOffset, key.byteLength);
   return { first: view.getUint32(1) * TWO_32 + view.getUint32(5), last: view.getUint32(9) * TWO_32 + view.getUint32(13) };
+}
+
+/** The commit time of a segment key, undefined for a 17-byte key (written before keys carried it). */
+export function segmentTime(key: Uint8Array): number | undefined {
+  if (key.byteLength !== SEGMENT_KEY_LENGTH) return undefined;
+  const view = new DataView(key.buffer, key.byteOffset, key.byteLength);
+  return view.getUint32(17) * TWO_32 + view.getUint32(21);
 }
 
 /** A segment's value: a MessagePack array of bin values. */
@@ -98,38 +129,67 @@ export function decodeSegment(value: Uint8Array): Uint8Array[] {
   return out;
 }
 
+export interface SegmentLogOptions {
+  /** Commit times of segments; injectable for tests. */
+  clock?: () => number;
+}
+
 export class SegmentLog {
   readonly store: LevelStore;
   readonly namespace: number;
+  readonly #clock: () => number;
+  /** The time given to segments whose key carries none. */
+  readonly #openTimeMs: number;
   #lastSeq: number;
   #committedSeq: number;
   #firstSeq: number;
+  /** Every entry at or below this sequence has left the log (released or dropped). */
+  #releasedThrough: number;
   #count: number;
   #bytes: number;
+  /** Commit time of the oldest committed segment still in the log; null when there is none. */
+  #oldestTimeMs: number | null;
+  /** Successful commits so far (tells a removal whether a segment may have committed while it ran). */
+  #commits = 0;
+  /** Bytes of segment records deleted so far (for compaction). */
+  #deletedBytes = 0;
   /** Entries appended since the current batch began, and the first one's sequence number. */
   #pending: Uint8Array[] = [];
   #pendingFirst = 0;
   #pendingBytes = 0;
   /** Every live segment starts at or after this sequence (keeps scans clear of deleted segments' tombstones). */
   #scanFrom: number;
-  #releasing: Promise<void> = Promise.resolve();
+  /** Releases and drops, one at a time, in the order they were asked for. */
+  #removing: Promise<unknown> = Promise.resolve();
   readonly #listeners = new CommitListeners();
 
-  private constructor(store: LevelStore, namespace: number, bounds: { first: number; last: number; count: number; bytes: number; scanFrom: number }) {
+  private constructor(
+    store: LevelStore,
+    namespace: number,
+    clock: () => number,
+    openTimeMs: number,
+    state: { first: number; last: number; released: number; count: number; bytes: number; scanFrom: number; oldestTimeMs: number | null },
+  ) {
     this.store = store;
     this.namespace = namespace;
-    this.#firstSeq = bounds.first;
-    this.#lastSeq = bounds.last;
-    this.#committedSeq = bounds.last;
-    this.#count = bounds.count;
-    this.#bytes = bounds.bytes;
-    this.#scanFrom = bounds.scanFrom;
+    this.#clock = clock;
+    this.#openTimeMs = openTimeMs;
+    this.#firstSeq = state.first;
+    this.#lastSeq = state.last;
+    this.#committedSeq = state.last;
+    this.#releasedThrough = state.released;
+    this.#count = state.count;
+    this.#bytes = state.bytes;
+    this.#scanFrom = state.scanFrom;
+    this.#oldestTimeMs = state.oldestTimeMs;
     store.addSealHook((put) => this.#seal(put));
   }
 
   /** Opens the log stored under `namespace` (1-255), scanning it once to learn its bounds and size. */
-  static async open(store: LevelStore, namespace: number): Promise<SegmentLog> {
+  static async open(store: LevelStore, namespace: number, options: SegmentLogOptions = {}): Promise<SegmentLog> {
     if (namespace <= META_NAMESPACE || namespace > 0xff) throw new RangeError(`log namespace must be 1-255, got ${namespace}`);
+    const clock = options.clock ?? Date.now;
+    const openTimeMs = clock();
     const releasedMark = await store.db.get(metaKey(`log/${namespace}/released`));
     const released = releasedMark ? keySeq(releasedMark) : 0;
     const nextMark = await store.db.get(metaKey(`log/${namespace}/next`));
@@ -138,8 +198,9 @@ export class SegmentLog {
     let count = 0;
     let bytes = 0;
     let scanFrom = 0;
+    let oldestTimeMs: number | null = null;
     for await (const [key, value] of store.db.iterator(namespaceRange(namespace))) {
-      if (key.length !== SEGMENT_KEY_LENGTH) {
+      if (key.length !== SEGMENT_KEY_LENGTH && key.length !== UNTIMED_KEY_LENGTH) {
         throw new StorageError(`the log in namespace 0x${namespace.toString(16)} of ${store.path} has a key of ${key.length} bytes, not a segment key: it was written by another version of Tributary`);
       }
       const bounds = segmentBounds(key);
@@ -147,7 +208,10 @@ export class SegmentLog {
       let seq = bounds.first;
       for (const entry of decodeSegment(value)) {
         if (seq > released) {
-          if (count === 0) first = seq;
+          if (count === 0) {
+            first = seq;
+            oldestTimeMs = segmentTime(key) ?? openTimeMs;
+          }
           count++;
           bytes += entry.byteLength;
         }
@@ -156,7 +220,15 @@ export class SegmentLog {
       last = bounds.last;
     }
     const lastSeq = Math.max(last, nextMark ? keySeq(nextMark) - 1 : 0, released);
-    return new SegmentLog(store, namespace, { first: count ? first : lastSeq + 1, last: lastSeq, count, bytes, scanFrom: scanFrom || lastSeq + 1 });
+    return new SegmentLog(store, namespace, clock, openTimeMs, {
+      first: count ? first : lastSeq + 1,
+      last: lastSeq,
+      released,
+      count,
+      bytes,
+      scanFrom: scanFrom || lastSeq + 1,
+      oldestTimeMs,
+    });
   }
 
   get lastSeq(): number {
@@ -165,16 +237,25 @@ export class SegmentLog {
   get committedSeq(): number {
     return this.#committedSeq;
   }
+  /** Lowest sequence that may still be in the log. */
   get firstSeq(): number {
     return this.#firstSeq;
   }
-  /** Entries in the log (appended and not released), including ones still committing. */
+  /** Entries in the log (appended and not released or dropped), including ones still committing. */
   get count(): number {
     return this.#count;
   }
-  /** Bytes of entries in the log. */
+  /** Bytes of entries in the log, including ones still committing. */
   get bytes(): number {
     return this.#bytes;
+  }
+  /** Commit time of the oldest committed segment still in the log, null when none is. */
+  get oldestTimeMs(): number | null {
+    return this.#oldestTimeMs;
+  }
+  /** Bytes of segment records deleted since the log was opened (what a compaction can give back). */
+  get deletedBytes(): number {
+    return this.#deletedBytes;
   }
 
   /**
@@ -203,6 +284,7 @@ export class SegmentLog {
     const first = this.#pendingFirst;
     const last = first + values.length - 1;
     const size = this.#pendingBytes;
+    const timeMs = this.#clock();
     this.#pending = [];
     this.#pendingBytes = 0;
     let start = 0;
@@ -214,7 +296,7 @@ export class SegmentLog {
         end++;
       }
       const chunk = start === 0 && end === values.length ? values : values.slice(start, end);
-      put(segmentKey(this.namespace, first + start, first + end - 1), encodeSegment(chunk));
+      put(segmentKey(this.namespace, first + start, first + end - 1, timeMs), encodeSegment(chunk));
       start = end;
     }
     return (err) => {
@@ -223,6 +305,8 @@ export class SegmentLog {
         this.#bytes -= size;
         return;
       }
+      this.#commits++;
+      this.#oldestTimeMs ??= timeMs;
       this.#committed(last);
     };
   }
@@ -239,11 +323,11 @@ export class SegmentLog {
   }
 
   /** Committed entries from `fromSeq` on, at most `limit` of them and about `maxBytes` in all. */
-  async read(fromSeq: number, limit: number, maxBytes = Infinity): Promise<LogEntry[]> {
+  async read(fromSeq: number, limit: number, maxBytes = Infinity): Promise<SegmentEntry[]> {
     const to = this.#committedSeq;
     const from = Math.max(fromSeq, this.#firstSeq);
     if (from > to || limit <= 0) return [];
-    const out: LogEntry[] = [];
+    const out: SegmentEntry[] = [];
     let bytes = 0;
     const ns = this.namespace;
     // The segment holding `from` is the last one that starts at or before it.
@@ -256,11 +340,12 @@ export class SegmentLog {
         if (page.length === 0) break;
         for (const [key, value] of page) {
           let seq = segmentBounds(key).first;
+          const timeMs = segmentTime(key) ?? this.#openTimeMs;
           for (const entry of decodeSegment(value)) {
             if (seq >= from && seq <= to) {
               // At least one entry, however large; then no more than maxBytes.
               if (out.length > 0 && bytes + entry.byteLength > maxBytes) return out;
-              out.push({ seq, value: entry });
+              out.push({ seq, value: entry, timeMs });
               bytes += entry.byteLength;
               if (out.length >= limit) return out;
             }
@@ -275,39 +360,139 @@ export class SegmentLog {
   }
 
   /**
-   * Removes entries read from the log, oldest first (e.g. a batch the cloud acknowledged): every segment they
-   * complete is deleted, and a mark records how far a partly released segment is released. Resolves when that is
-   * durable. Calls are applied in order.
+   * Removes every entry through `throughSeq` (e.g. a batch the cloud acknowledged): the segments this completes
+   * are deleted, and the mark records how far a partly released one is released. Idempotent: a release at or
+   * below what already left the log (released or dropped) does nothing. Resolves, once that is durable, with what
+   * it removed. Releases and drops are applied in the order they are made.
    */
-  release(entries: readonly LogEntry[]): Promise<void> {
-    const next = this.#releasing.then(() => this.#release(entries));
-    this.#releasing = next.catch(() => undefined);
+  release(throughSeq: number): Promise<Removed> {
+    return this.#enqueue(() => this.#removeFront(Math.min(throughSeq, this.#committedSeq), false, NEVER));
+  }
+
+  /**
+   * Drops the oldest committed segments, whole, until at least `bytes` bytes of entries are gone or no committed
+   * segment is left (entries still committing are never dropped). Resolves with what it dropped.
+   */
+  dropOldest(bytes: number): Promise<Removed> {
+    if (bytes <= 0) return Promise.resolve(NOTHING);
+    return this.#enqueue(() => this.#removeFront(this.#committedSeq, true, (_, freed) => freed >= bytes));
+  }
+
+  /**
+   * Drops the segments committed before `timeMs`, oldest first, whole; it stops at the first segment that is not
+   * older (so a clock that stepped back keeps events rather than dropping newer ones). Resolves with what it
+   * dropped.
+   */
+  dropBefore(timeMs: number): Promise<Removed> {
+    if (this.#oldestTimeMs === null || this.#oldestTimeMs >= timeMs) return this.#enqueue(() => Promise.resolve(NOTHING));
+    return this.#enqueue(() => this.#removeFront(this.#committedSeq, true, (segmentTimeMs) => segmentTimeMs >= timeMs));
+  }
+
+  /**
+   * Compacts the namespace's key range (LevelDB `CompactRange`), so that the space of deleted segments goes back to
+   * the file system: LevelDB drops a deleted record only when a compaction reaches it, and a drained buffer
+   * receives no writes that would trigger one.
+   */
+  compact(): Promise<void> {
+    const range = namespaceRange(this.namespace);
+    return this.store.db.compactRange(range.gte, range.lt);
+  }
+
+  #enqueue(task: () => Promise<Removed>): Promise<Removed> {
+    const next = this.#removing.then(task);
+    this.#removing = next.catch(() => undefined);
     return next;
   }
 
-  async #release(entries: readonly LogEntry[]): Promise<void> {
-    if (entries.length === 0) return;
-    const through = entries[entries.length - 1].seq;
+  /**
+   * Removes entries from the front through `through` at most: whole segments, and with `wholeOnly` false also the
+   * front part of the segment that holds `through`. `stop` is asked before each segment is taken, with its time
+   * and the bytes removed so far. Counts what it removes from the segments it reads: entries past the mark only.
+   */
+  async #removeFront(through: number, wholeOnly: boolean, stop: (segmentTimeMs: number, freedBytes: number) => boolean): Promise<Removed> {
+    const mark = this.#releasedThrough;
+    if (through <= mark) return NOTHING;
     const ns = this.namespace;
     const dels: Uint8Array[] = [];
-    let scanFrom = through + 1;
-    for await (const key of this.store.db.keys({ gte: seqKey(ns, this.#scanFrom), lt: seqKey(ns, through + 1) })) {
-      const { first, last } = segmentBounds(key);
-      if (last <= through) dels.push(key);
-      else scanFrom = first;
+    let events = 0;
+    let bytes = 0;
+    let deletedBytes = 0;
+    let newMark = mark;
+    /** The oldest segment that stays, as far as this scan saw. */
+    let kept: { first: number; timeMs: number } | null = null;
+    const commits = this.#commits;
+    const it = this.store.db.iterator({ gte: seqKey(ns, this.#scanFrom), lt: namespaceRange(ns).lt });
+    try {
+      for (;;) {
+        const item = await it.next();
+        if (item === undefined) break;
+        const [key, value] = item;
+        const { first, last } = segmentBounds(key);
+        const timeMs = segmentTime(key) ?? this.#openTimeMs;
+        if (first > through || (wholeOnly && last > through) || stop(timeMs, bytes)) {
+          kept = { first, timeMs };
+          break;
+        }
+        const upTo = Math.min(last, through);
+        let seq = first;
+        for (const entry of decodeSegment(value)) {
+          if (seq > upTo) break;
+          if (seq > mark) {
+            events++;
+            bytes += entry.byteLength;
+          }
+          seq++;
+        }
+        newMark = upTo;
+        if (last > through) {
+          kept = { first, timeMs };
+          break;
+        }
+        dels.push(key);
+        deletedBytes += value.byteLength;
+      }
+    } finally {
+      await it.close();
     }
-    const puts = [
-      // Keep the next sequence in case this empties the log, and how far a partly released segment is released.
-      [metaKey(`log/${ns}/next`), seqKey(0, this.#lastSeq + 1)],
-      [metaKey(`log/${ns}/released`), seqKey(0, through)],
-    ] as const;
-    await this.store.writeAsync(puts, dels);
-    this.#scanFrom = scanFrom;
-    this.#count -= entries.length;
-    for (const e of entries) this.#bytes -= e.value.byteLength;
-    this.#firstSeq = Math.max(this.#firstSeq, through + 1);
+    if (newMark === mark) return NOTHING;
+    await this.store.writeAsync(
+      [
+        // Keep the next sequence in case this empties the log, and how far the log is released.
+        [metaKey(`log/${ns}/next`), seqKey(0, this.#lastSeq + 1)],
+        [metaKey(`log/${ns}/released`), seqKey(0, newMark)],
+      ],
+      dels,
+    );
+    this.#releasedThrough = newMark;
+    this.#scanFrom = kept ? kept.first : newMark + 1;
+    this.#firstSeq = Math.max(this.#firstSeq, newMark + 1);
+    this.#count -= events;
+    this.#bytes -= bytes;
+    this.#deletedBytes += deletedBytes;
+    if (kept) this.#oldestTimeMs = kept.timeMs;
+    else await this.#findOldest(commits);
+    return { events, bytes };
+  }
+
+  /**
+   * After a removal that saw no segment left: the oldest segment's time, looked up again if a commit may have
+   * added one the removal's scan did not see. (A commit that lands later sets it itself.)
+   */
+  async #findOldest(commits: number): Promise<void> {
+    const ns = this.namespace;
+    while (commits !== this.#commits) {
+      commits = this.#commits;
+      const [key] = await this.store.db.keys({ gte: seqKey(ns, this.#scanFrom), lt: namespaceRange(ns).lt, limit: 1 }).all();
+      if (key) {
+        this.#oldestTimeMs = segmentTime(key) ?? this.#openTimeMs;
+        return;
+      }
+    }
+    this.#oldestTimeMs = null;
   }
 }
+
+const NEVER = (): boolean => false;
 
 /** The key range holding every segment of `namespace`. */
 function namespaceRange(namespace: number): { gte: Uint8Array; lt: Uint8Array } {

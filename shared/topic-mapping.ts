@@ -80,8 +80,11 @@ function structured(data: object): MappingResult {
 }
 
 export type MappingResult = { ok: true; event: CloudEvent } | { ok: false; error: InvalidEventError };
-/** The event of `MappingResult`, already encoded as `encode` (codec.ts) would encode it. */
-export type EncodedMappingResult = { ok: true; bytes: Uint8Array } | { ok: false; error: InvalidEventError };
+/**
+ * The event of `MappingResult`, already encoded as `encode` (codec.ts) would encode it, with its `type` (which
+ * decides its buffer lane; for a topic's events the same string every time, so callers can cache on it).
+ */
+export type EncodedMappingResult = { ok: true; bytes: Uint8Array; type: string } | { ok: false; error: InvalidEventError };
 
 export interface TopicMapperOptions {
   edgeId: string;
@@ -142,13 +145,13 @@ export class TopicMapper {
     if (packed !== undefined) {
       const target = this.#target(topic);
       if (!target) return { ok: false, error: unmappedTopic(topic) };
-      return { ok: true, bytes: target.template.write(this.#ids, this.#timeNow(), DataKind.Json, packed) };
+      return { ok: true, bytes: target.template.write(this.#ids, this.#timeNow(), DataKind.Json, packed), type: target.type };
     }
     const data = parsePayload(payload);
     if (data instanceof InvalidEventError) return { ok: false, error: data };
     if (isStructured(data)) {
       const result = structured(data);
-      return result.ok ? { ok: true, bytes: encode(result.event) } : result;
+      return result.ok ? { ok: true, bytes: encode(result.event), type: result.event.type } : result;
     }
     const target = this.#target(topic);
     if (!target) return { ok: false, error: unmappedTopic(topic) };
@@ -157,7 +160,7 @@ export class TopicMapper {
       data === undefined
         ? target.template.write(this.#ids, time, DataKind.Bytes, payload)
         : target.template.write(this.#ids, time, DataKind.Json, encode(data));
-    return { ok: true, bytes };
+    return { ok: true, bytes, type: target.type };
   }
 
   /** The device a topic belongs to, or undefined when no rule matches. */

@@ -17,6 +17,7 @@ const SUBCOMMANDS: Record<string, Subcommand> = {
   cloud: { module: '../../cloud/main', summary: 'Run a cloud mesh node: uplink listener, durable log, HTTP API and streams.' },
   edge: { module: '../../edge/main', summary: 'Run an edge node: MQTT broker for devices, store-and-forward buffer, uplink.' },
   simulate: { module: '../../devices/main', summary: 'Run a fleet of simulated devices against an edge node.' },
+  status: { module: './status', summary: "Show an edge node's link, devices, buffer per lane, rates and drops." },
 };
 
 function usage(): string {

@@ -26,6 +26,7 @@ export const spec: CommandSpec = {
     { name: 'uplink-port', type: 'number', default: 1884, help: "The cloud's uplink port." },
     { name: 'mqtt-port', type: 'number', default: 1883, help: "The edge's MQTT port for devices." },
     { name: 'ws-port', type: 'number', default: 9001, help: "The edge's MQTT over WebSocket port." },
+    { name: 'edge-http-port', type: 'number', default: 8081, help: "The edge's status endpoint port (tributary status reads it)." },
     { name: 'status-interval', type: 'number', value: 'MS', default: 5000, help: 'How often each node logs its status line.' },
     { name: 'log-format', type: 'string', value: 'FORMAT', help: 'json or pretty (default: pretty on a terminal, json otherwise).' },
   ],
@@ -51,6 +52,7 @@ export async function main(argv: string[]): Promise<number> {
   const uplinkPort = (flags['uplink-port'] as number | undefined) ?? 1884;
   const mqttPort = (flags['mqtt-port'] as number | undefined) ?? 1883;
   const wsPort = (flags['ws-port'] as number | undefined) ?? 9001;
+  const edgeHttpPort = (flags['edge-http-port'] as number | undefined) ?? 8081;
   const interval = String((flags['status-interval'] as number | undefined) ?? 5000);
   const common = ['--log-format', format, '--status-interval', interval];
 
@@ -73,12 +75,14 @@ export async function main(argv: string[]): Promise<number> {
   };
   try {
     await start('cloud', ['cloud', '--data-dir', join(dataDir, 'cloud'), '--http-port', String(httpPort), '--uplink-port', String(uplinkPort)], httpPort);
-    await start('edge', ['edge', '--data-dir', join(dataDir, 'edge-1'), '--port', String(mqttPort), '--ws-port', String(wsPort), '--cloud', `mqtt://127.0.0.1:${uplinkPort}`], mqttPort);
+    await start('edge', ['edge', '--data-dir', join(dataDir, 'edge-1'), '--port', String(mqttPort), '--ws-port', String(wsPort), '--http-port', String(edgeHttpPort), '--cloud', `mqtt://127.0.0.1:${uplinkPort}`], mqttPort);
     await start('simulate', ['simulate', '--edge', `mqtt://127.0.0.1:${mqttPort}`, '--devices', String(flags.devices ?? 20), '--rate', String(flags.rate ?? 1)]);
     logger.info('mesh running; press Ctrl-C to stop', {
       devices: `mqtt://127.0.0.1:${mqttPort}`,
       api: `http://127.0.0.1:${httpPort}`,
       stream: `http://127.0.0.1:${httpPort}/v1/stream?from=1`,
+      edgeStatus: `http://127.0.0.1:${edgeHttpPort}/v1/status`,
+      watch: `tributary status --edge http://127.0.0.1:${edgeHttpPort} --watch 2`,
     });
     await Promise.race([waitForSignal(logger), died]);
   } catch (err) {

@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { CloudEvent } from '../../shared/cloud-event.ts';
 import { encode } from '../../shared/codec.ts';
 import type { CloudLog } from '../../cloud/cloud-log.ts';
+import type { WireLane } from '../../shared/uplink-wire.ts';
 
 export interface CloudLogFixture {
   /** A freshly opened, empty log. */
@@ -31,9 +32,16 @@ export function event(n: number, overrides: Partial<CloudEvent> = {}): CloudEven
   };
 }
 
-/** A batch as the edge sends it: sequence numbers and MessagePack-encoded events. */
-export function batch(seqs: readonly number[], make: (seq: number) => CloudEvent = (s) => event(s)): [number[], Uint8Array[]] {
-  return [[...seqs], seqs.map((s) => encode(make(s)))];
+export const HIGH: WireLane = 0;
+export const NORMAL: WireLane = 1;
+export const LOW: WireLane = 2;
+
+/**
+ * A batch as the edge sends it: its lane (normal unless given), sequence numbers and MessagePack-encoded
+ * events, to spread into `commitBatch` after the edge id.
+ */
+export function batch(seqs: readonly number[], make: (seq: number) => CloudEvent = (s) => event(s), lane: WireLane = NORMAL): [WireLane, number[], Uint8Array[]] {
+  return [lane, [...seqs], seqs.map((s) => encode(make(s)))];
 }
 
 export function range(from: number, to: number): number[] {
@@ -64,7 +72,7 @@ export function cloudLogContract(name: string, open: () => Promise<CloudLogFixtu
       expect(log.lastOffset).toBe(0);
       expect(await log.read(1, 10)).toEqual([]);
       expect(log.stats()).toMatchObject({ events: 0, lastOffset: 0 });
-      expect(await log.highWaterMark('edge-1')).toBe(0);
+      expect(await log.highWaterMark('edge-1', NORMAL)).toBe(0);
     });
 
     it('appends a committed batch at consecutive offsets from 1, in batch order', async () => {
@@ -74,7 +82,7 @@ export function cloudLogContract(name: string, open: () => Promise<CloudLogFixtu
       const read = await log.read(1, 10);
       expect(read.map((e) => e.offset)).toEqual([1, 2, 3]);
       expect(read.map((e) => e.event)).toEqual([event(1), event(2), event(3)]);
-      expect(await log.highWaterMark('edge-1')).toBe(3);
+      expect(await log.highWaterMark('edge-1', NORMAL)).toBe(3);
     });
 
     it('drops a re-sent batch as duplicates', async () => {
@@ -92,13 +100,13 @@ export function cloudLogContract(name: string, open: () => Promise<CloudLogFixtu
       const read = await log.read(1, 10);
       expect(read.map((e) => e.offset)).toEqual([1, 2, 3, 4, 5]);
       expect(read.map((e) => e.event.id)).toEqual(['ev-1', 'ev-2', 'ev-3', 'ev-4', 'ev-5']);
-      expect(await log.highWaterMark('edge-1')).toBe(5);
+      expect(await log.highWaterMark('edge-1', NORMAL)).toBe(5);
     });
 
     it('accepts a batch that skips sequence numbers (events the edge dropped on overflow)', async () => {
       await log.commitBatch('edge-1', ...batch([1, 2]));
       expect(await log.commitBatch('edge-1', ...batch([7, 8]))).toEqual({ appended: 2, duplicates: 0 });
-      expect(await log.highWaterMark('edge-1')).toBe(8);
+      expect(await log.highWaterMark('edge-1', NORMAL)).toBe(8);
       expect(await log.commitBatch('edge-1', ...batch([5, 6]))).toEqual({ appended: 0, duplicates: 2 });
     });
 
@@ -107,10 +115,58 @@ export function cloudLogContract(name: string, open: () => Promise<CloudLogFixtu
       const b = await log.commitBatch('edge-b', ...batch([1, 2], (s) => event(s, { id: `b-${s}` })));
       expect(a.appended).toBe(3);
       expect(b).toEqual({ appended: 2, duplicates: 0 });
-      expect(await log.highWaterMark('edge-a')).toBe(3);
-      expect(await log.highWaterMark('edge-b')).toBe(2);
-      expect(await log.highWaterMark('edge-c')).toBe(0);
+      expect(await log.highWaterMark('edge-a', NORMAL)).toBe(3);
+      expect(await log.highWaterMark('edge-b', NORMAL)).toBe(2);
+      expect(await log.highWaterMark('edge-c', NORMAL)).toBe(0);
       expect((await log.read(1, 10)).map((e) => e.event.id)).toEqual(['a-1', 'a-2', 'a-3', 'b-1', 'b-2']);
+    });
+
+    it('keeps a separate high-water mark for each lane of an edge: each lane numbers its events from 1', async () => {
+      const id = (lane: WireLane) => (s: number) => event(s, { id: `l${lane}-${s}` });
+      expect(await log.commitBatch('edge-1', ...batch([1, 2, 3], id(HIGH), HIGH))).toEqual({ appended: 3, duplicates: 0 });
+      expect(await log.commitBatch('edge-1', ...batch([1, 2], id(NORMAL), NORMAL))).toEqual({ appended: 2, duplicates: 0 });
+      expect(await log.commitBatch('edge-1', ...batch([1, 2, 3, 4], id(LOW), LOW))).toEqual({ appended: 4, duplicates: 0 });
+      expect([await log.highWaterMark('edge-1', HIGH), await log.highWaterMark('edge-1', NORMAL), await log.highWaterMark('edge-1', LOW)]).toEqual([3, 2, 4]);
+      expect(await log.highWaterMark('edge-2', HIGH)).toBe(0);
+      // A re-sent batch is a duplicate in its own lane only.
+      expect(await log.commitBatch('edge-1', ...batch([1, 2, 3], id(HIGH), HIGH))).toEqual({ appended: 0, duplicates: 3 });
+      expect(await log.commitBatch('edge-1', ...batch([3, 4, 5], id(LOW), LOW))).toEqual({ appended: 1, duplicates: 2 });
+      expect(await log.commitBatch('edge-1', ...batch([3, 4, 5], id(NORMAL), NORMAL))).toEqual({ appended: 3, duplicates: 0 });
+      expect((await log.read(1, 20)).map((e) => e.event.id)).toEqual(['l0-1', 'l0-2', 'l0-3', 'l1-1', 'l1-2', 'l2-1', 'l2-2', 'l2-3', 'l2-4', 'l2-5', 'l1-3', 'l1-4', 'l1-5']);
+    });
+
+    it('commits the batches of one edge and lane one at a time, in call order, and the lanes independently', async () => {
+      const id = (lane: WireLane) => (s: number) => event(s, { id: `l${lane}-${s}` });
+      const results = await Promise.all([
+        log.commitBatch('edge-1', ...batch(range(1, 30), id(LOW), LOW)),
+        log.commitBatch('edge-1', ...batch(range(1, 20), id(HIGH), HIGH)),
+        log.commitBatch('edge-1', ...batch(range(1, 30), id(LOW), LOW)),
+        log.commitBatch('edge-1', ...batch(range(11, 40), id(HIGH), HIGH)),
+        log.commitBatch('edge-1', ...batch(range(31, 35), id(LOW), LOW)),
+      ]);
+      expect(results).toEqual([
+        { appended: 30, duplicates: 0 },
+        { appended: 20, duplicates: 0 },
+        { appended: 0, duplicates: 30 },
+        { appended: 20, duplicates: 10 },
+        { appended: 5, duplicates: 0 },
+      ]);
+      const ids = (await log.read(1, 200)).map((e) => e.event.id);
+      expect(ids).toHaveLength(75);
+      expect(ids.filter((i) => i.startsWith('l0-'))).toEqual(range(1, 40).map((n) => `l0-${n}`));
+      expect(ids.filter((i) => i.startsWith('l2-'))).toEqual(range(1, 35).map((n) => `l2-${n}`));
+      expect([await log.highWaterMark('edge-1', HIGH), await log.highWaterMark('edge-1', NORMAL), await log.highWaterMark('edge-1', LOW)]).toEqual([40, 0, 35]);
+    });
+
+    it('keeps the high-water mark of every lane across close and reopen', async () => {
+      await log.commitBatch('edge-1', ...batch([1, 2], (s) => event(s, { id: `h-${s}` }), HIGH));
+      await log.commitBatch('edge-1', ...batch([1, 2, 3]));
+      await log.commitBatch('edge-1', ...batch([7], (s) => event(s, { id: `l-${s}` }), LOW));
+      await restart();
+      expect([await log.highWaterMark('edge-1', HIGH), await log.highWaterMark('edge-1', NORMAL), await log.highWaterMark('edge-1', LOW)]).toEqual([2, 3, 7]);
+      expect(await log.commitBatch('edge-1', ...batch([2, 3], (s) => event(s, { id: `h-${s}` }), HIGH))).toEqual({ appended: 1, duplicates: 1 });
+      expect(await log.commitBatch('edge-1', ...batch([7, 8], (s) => event(s, { id: `l-${s}` }), LOW))).toEqual({ appended: 1, duplicates: 1 });
+      expect((await log.read(7, 10)).map((e) => e.event.id)).toEqual(['h-3', 'l-8']);
     });
 
     it('commits a batch exactly once when it is re-sent while the first copy is still committing', async () => {
@@ -139,8 +195,8 @@ export function cloudLogContract(name: string, open: () => Promise<CloudLogFixtu
       await restart();
       expect(log.lastOffset).toBe(5);
       expect((await log.read(1, 10)).map((e) => e.event.id)).toEqual(['ev-1', 'ev-2', 'ev-3', 'e2-10', 'e2-11']);
-      expect(await log.highWaterMark('edge-1')).toBe(3);
-      expect(await log.highWaterMark('edge-2')).toBe(11);
+      expect(await log.highWaterMark('edge-1', NORMAL)).toBe(3);
+      expect(await log.highWaterMark('edge-2', NORMAL)).toBe(11);
       expect(await log.commitBatch('edge-1', ...batch([2, 3, 4]))).toEqual({ appended: 1, duplicates: 2 });
       expect(log.lastOffset).toBe(6);
       expect((await log.read(6, 1))[0]).toEqual({ offset: 6, event: event(4) });
@@ -164,7 +220,7 @@ export function cloudLogContract(name: string, open: () => Promise<CloudLogFixtu
       const bytes = new Uint8Array([0, 1, 2, 250, 255]);
       const binary = event(1, { datacontenttype: 'application/octet-stream', data: bytes, edgeid: 'edge-1', priority: 3 });
       const minimal: CloudEvent = { specversion: '1.0', id: 'm-1', source: '/cloud', type: 'io.tributary.alert' };
-      await log.commitBatch('edge-1', [1], [encode(binary)]);
+      await log.commitBatch('edge-1', NORMAL, [1], [encode(binary)]);
       await log.append([minimal]);
       const [first, second] = await log.read(1, 2);
       expect(first.event.data).toBeInstanceOf(Uint8Array);
@@ -209,7 +265,7 @@ export function cloudLogContract(name: string, open: () => Promise<CloudLogFixtu
       expect(log.lastOffset).toBe(4);
       expect((await log.read(3, 10)).map((e) => e.event)).toEqual([event(10, { source: '/cloud/alerts' }), event(11, { source: '/cloud/alerts' })]);
       // Cloud-made events do not touch an edge's high-water mark.
-      expect(await log.highWaterMark('edge-1')).toBe(2);
+      expect(await log.highWaterMark('edge-1', NORMAL)).toBe(2);
       expect(await log.commitBatch('edge-1', ...batch([3]))).toEqual({ appended: 1, duplicates: 0 });
       expect(log.lastOffset).toBe(5);
     });
@@ -231,7 +287,7 @@ export function cloudLogContract(name: string, open: () => Promise<CloudLogFixtu
 
     it('keeps cursors apart from edge high-water marks of the same name', async () => {
       await log.setCursor('edge-1', 99);
-      expect(await log.highWaterMark('edge-1')).toBe(0);
+      expect(await log.highWaterMark('edge-1', NORMAL)).toBe(0);
       await log.commitBatch('edge-1', ...batch([1]));
       expect(await log.getCursor('edge-1')).toBe(99);
     });

@@ -5,6 +5,7 @@ import { createEventStream, jsonLine, KEEP_ALIVE, sseMessage } from '../../cloud
 import type { EventStreamOptions } from '../../cloud/event-stream.ts';
 import { LevelCloudLog } from '../../cloud/level-cloud-log.ts';
 import type { CloudEvent } from '../../shared/cloud-event.ts';
+import type { WireLane } from '../../shared/uplink-wire.ts';
 import { tempDir } from '../helpers/temp-dir.ts';
 import { batch, event, range } from './cloud-log.contract.ts';
 
@@ -20,8 +21,8 @@ class ObservedLog implements CloudLog {
   get lastOffset(): number {
     return this.#inner.lastOffset;
   }
-  commitBatch(edgeId: string, seqs: readonly number[], events: readonly Uint8Array[]): Promise<CommitResult> {
-    return this.#inner.commitBatch(edgeId, seqs, events);
+  commitBatch(edgeId: string, lane: WireLane, seqs: readonly number[], events: readonly Uint8Array[]): Promise<CommitResult> {
+    return this.#inner.commitBatch(edgeId, lane, seqs, events);
   }
   append(events: readonly CloudEvent[]): Promise<{ first: number; last: number }> {
     return this.#inner.append(events);
@@ -41,8 +42,8 @@ class ObservedLog implements CloudLog {
       unsubscribe();
     };
   }
-  highWaterMark(edgeId: string): Promise<number> {
-    return this.#inner.highWaterMark(edgeId);
+  highWaterMark(edgeId: string, lane: WireLane): Promise<number> {
+    return this.#inner.highWaterMark(edgeId, lane);
   }
   getCursor(name: string): Promise<number | undefined> {
     return this.#inner.getCursor(name);

@@ -7,10 +7,11 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { CloudLog, CloudLogStats, CommitResult, LoggedEvent } from '../../cloud/cloud-log.ts';
 import { createHttpApi, FILTER_SCAN_LIMIT, MAX_PAGE_LIMIT } from '../../cloud/http-api.ts';
 import type { HttpApiOptions } from '../../cloud/http-api.ts';
-import { startHttpServer } from '../../cloud/http-server.ts';
-import type { RunningHttpServer } from '../../cloud/http-server.ts';
+import { startHttpServer } from '../../shared/http-server.ts';
+import type { RunningHttpServer } from '../../shared/http-server.ts';
 import { LevelCloudLog } from '../../cloud/level-cloud-log.ts';
 import type { CloudEvent } from '../../shared/cloud-event.ts';
+import type { WireLane } from '../../shared/uplink-wire.ts';
 import { StorageError } from '../../shared/errors.ts';
 import { Logger } from '../../shared/logger.ts';
 import { Metrics } from '../../shared/metrics.ts';
@@ -30,10 +31,10 @@ function failingLog(inner: CloudLog): CloudLog {
       return inner.lastOffset;
     },
     read: (): Promise<LoggedEvent[]> => Promise.reject(new StorageError('LevelDB read failed: disk on fire')),
-    commitBatch: (e: string, s: readonly number[], v: readonly Uint8Array[]): Promise<CommitResult> => inner.commitBatch(e, s, v),
+    commitBatch: (e: string, lane: WireLane, s: readonly number[], v: readonly Uint8Array[]): Promise<CommitResult> => inner.commitBatch(e, lane, s, v),
     append: (events: readonly CloudEvent[]) => inner.append(events),
     onAppend: (listener: (last: number) => void) => inner.onAppend(listener),
-    highWaterMark: (edgeId: string) => inner.highWaterMark(edgeId),
+    highWaterMark: (edgeId: string, lane: WireLane) => inner.highWaterMark(edgeId, lane),
     getCursor: (name: string) => inner.getCursor(name),
     setCursor: (name: string, offset: number) => inner.setCursor(name, offset),
     stats: (): CloudLogStats => inner.stats(),
@@ -426,7 +427,7 @@ describe('http api on Deno', () => {
       import { createInterface } from 'node:readline';
       import { LevelCloudLog } from ${module('cloud/level-cloud-log.ts')};
       import { createHttpApi } from ${module('cloud/http-api.ts')};
-      import { startHttpServer } from ${module('cloud/http-server.ts')};
+      import { startHttpServer } from ${module('shared/http-server.ts')};
       import { Metrics } from ${module('shared/metrics.ts')};
       const log = await LevelCloudLog.open({ path: ${JSON.stringify(dir.path)}, durability: 'crash-safe' });
       const metrics = new Metrics();

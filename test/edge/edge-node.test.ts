@@ -5,6 +5,7 @@ import { LevelCloudLog } from '../../cloud/level-cloud-log.ts';
 import { Ingress } from '../../cloud/ingress.ts';
 import { edgeConfigSchema } from '../../edge/config.ts';
 import { EdgeNode } from '../../edge/edge-node.ts';
+import { NORMAL } from '../../edge/lanes.ts';
 import { parseConfig } from '../../shared/config.ts';
 import { Logger } from '../../shared/logger.ts';
 import { Metrics } from '../../shared/metrics.ts';
@@ -35,6 +36,7 @@ function edgeConfig(dataDir: string, cloudPort: number, overrides: Record<string
     edgeId: 'edge-t',
     dataDir,
     mqtt: { host: '127.0.0.1', port: 0, wsPort: 0 },
+    http: { port: 0 },
     uplink: { url: `mqtt://127.0.0.1:${cloudPort}`, reconnectInitialMs: 50, reconnectMaxMs: 200 },
     statusIntervalMs: 0,
     ...overrides,
@@ -90,7 +92,7 @@ describe('EdgeNode', () => {
     });
     expect(first.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     expect(new Set(events.map((e) => e.event.id)).size).toBe(50);
-    await waitFor('the buffer to drain', () => edge.buffer.stats().depth === 0);
+    await waitFor('the buffer to drain', () => edge.buffer.stats().events === 0);
   });
 
   it('acknowledges a QoS 1 publish only once the event is in the buffer on disk', async () => {
@@ -99,8 +101,8 @@ describe('EdgeNode', () => {
     clients.push(dev);
     await dev.publishAsync('telemetry/dev-2/humidity', '{"rh":41}', { qos: 1 });
     // The PUBACK has arrived: the event must be readable from the buffer's committed entries.
-    expect(edge.buffer.stats().depth).toBe(1);
-    const entries = await edge.buffer.read(1, 10, Infinity);
+    expect(edge.buffer.stats().events).toBe(1);
+    const entries = await edge.buffer.read(NORMAL, 1, 10, Infinity);
     expect(entries).toHaveLength(1);
     cloud = await startCloud(cloudDir.path); // for afterEach
   });
@@ -154,10 +156,10 @@ describe('EdgeNode', () => {
     const dev = await device(`mqtt://127.0.0.1:${edge.ports.mqtt}`, 'dev-6');
     clients.push(dev);
     for (let i = 0; i < 200; i++) await dev.publishAsync('telemetry/dev-6/vibration', JSON.stringify({ seq: i }), { qos: 1 });
-    expect(edge.buffer.stats().depth).toBe(200);
+    expect(edge.buffer.stats().events).toBe(200);
     cloud = await startCloud(cloudDir.path, port);
     await waitFor('200 events in the cloud', () => cloud.log.lastOffset >= 200, 15_000);
-    await waitFor('the buffer to drain', () => edge.buffer.stats().depth === 0);
+    await waitFor('the buffer to drain', () => edge.buffer.stats().events === 0);
     const seqs = (await cloud.log.read(1, 1000)).map((e) => (e.event.data as { seq: number }).seq);
     expect(seqs).toEqual([...Array(200).keys()]);
   });
@@ -173,22 +175,22 @@ describe('EdgeNode', () => {
       });
     for (let i = 0; i < 20; i++) await dev.publishAsync('telemetry/dev-7/t', JSON.stringify({ n: i }), { qos: 0 });
     await sendRaw(dev, false);
-    await waitFor('21 events in the buffer', () => edge.buffer.stats().depth === 21);
+    await waitFor('21 events in the buffer', () => edge.buffer.stats().events === 21);
     await dev.endAsync(true);
     await edge.stop();
 
     edge = new EdgeNode(edgeConfig(edgeDir.path, port), logger);
     await edge.start();
-    expect(edge.buffer.stats().depth).toBe(21);
+    expect(edge.buffer.stats().events).toBe(21);
     dev = await device(`mqtt://127.0.0.1:${edge.ports.mqtt}`, 'dev-7');
     clients.push(dev);
     await sendRaw(dev, true); // the PUBACK was lost in the restart: the device re-sends
     expect(edge.metrics.total('tributary_edge_resends_deduplicated_total')).toBe(1);
-    expect(edge.buffer.stats().depth).toBe(21);
+    expect(edge.buffer.stats().events).toBe(21);
 
     cloud = await startCloud(cloudDir.path, port);
     await waitFor('21 events in the cloud', () => cloud.log.lastOffset >= 21, 15_000);
-    await waitFor('the buffer to drain', () => edge.buffer.stats().depth === 0);
+    await waitFor('the buffer to drain', () => edge.buffer.stats().events === 0);
     const data = (await cloud.log.read(1, 100)).map((e) => (e.event.data as { n: number | string }).n);
     expect(data).toEqual([...Array(20).keys(), 'raw']);
   });

@@ -141,18 +141,6 @@ describe('ResendGuard', () => {
     expect(ofDev1.sort((a, b) => a - b)).toEqual([0, 1, 254, 255]);
     expect(ofDev1.length).toBeLessThanOrEqual(WINDOW_PAGES);
   });
-
-  it('forgets a client that starts a clean session, and only that client', async () => {
-    const guard = await ResendGuard.open(store, { foldAt: 2 });
-    await remember(store, guard, 'dev-1', 7, 1111);
-    await remember(store, guard, 'dev-10', 7, 2222);
-    await remember(store, guard, 'dev-1', 8, 3333);
-    expect(await check(guard, 'dev-1', 7, 1111)).toBe('duplicate');
-    await guard.forget('dev-1');
-    expect(await check(guard, 'dev-1', 7, 1111)).toBe('new');
-    expect(await check(guard, 'dev-1', 8, 3333)).toBe('new');
-    expect(await check(guard, 'dev-10', 7, 2222)).toBe('duplicate');
-  });
 });
 
 describe('publishHash', () => {

@@ -138,3 +138,24 @@ describe('Metrics.prometheus', () => {
     }
   });
 });
+
+describe('Metrics.byLabel', () => {
+  it('sums a family per value of one label, across the other labels', () => {
+    const m = new Metrics();
+    m.counter('dropped_total', 'Dropped.', { reason: 'overflow', lane: 'low' }).inc(3);
+    m.counter('dropped_total', 'Dropped.', { reason: 'overflow', lane: 'normal' }).inc(2);
+    m.counter('dropped_total', 'Dropped.', { reason: 'expired', lane: 'low' }).inc(1);
+    m.counter('dropped_total', 'Dropped.').inc(4);
+    expect(m.byLabel('dropped_total', 'reason')).toEqual({ overflow: 5, expired: 1, '': 4 });
+    expect(m.byLabel('dropped_total', 'lane')).toEqual({ low: 4, normal: 2, '': 4 });
+  });
+
+  it('is empty for a family that does not exist, and has() tells which exist', () => {
+    const m = new Metrics();
+    m.gauge('depth', 'Depth.', () => 2, { lane: 'high' });
+    expect(m.byLabel('missing_total', 'reason')).toEqual({});
+    expect(m.byLabel('depth', 'lane')).toEqual({ high: 2 });
+    expect(m.has('depth')).toBe(true);
+    expect(m.has('missing_total')).toBe(false);
+  });
+});

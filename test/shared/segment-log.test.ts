@@ -1,11 +1,11 @@
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { LogEntry } from '../../shared/append-log.ts';
-import { seqKey } from '../../shared/append-log.ts';
+import { metaKey, seqKey } from '../../shared/append-log.ts';
 import { decode } from '../../shared/codec.ts';
 import { ClosedError, StorageError } from '../../shared/errors.ts';
 import { LevelStore } from '../../shared/level-store.ts';
-import { decodeSegment, encodeSegment, SEGMENT_MAX_BYTES, SEGMENT_MAX_ENTRIES, SegmentLog, segmentBounds, segmentKey } from '../../shared/segment-log.ts';
+import { decodeSegment, encodeSegment, SEGMENT_MAX_BYTES, SEGMENT_MAX_ENTRIES, SegmentLog, segmentBounds, segmentKey, segmentTime } from '../../shared/segment-log.ts';
 import { tempDir } from '../helpers/temp-dir.ts';
 
 const enc = new TextEncoder();
@@ -24,20 +24,28 @@ async function appendTogether(log: SegmentLog, values: string[]): Promise<number
   return Promise.all(values.map((v) => appendAsync(log, bytes(v))));
 }
 
-describe('segmentKey and segmentBounds', () => {
-  it('round-trip the first and last sequence, big-endian after the namespace byte', () => {
-    for (const [first, last] of [[1, 1], [255, 256], [2 ** 32 - 1, 2 ** 32 + 5], [2 ** 53 - 2, 2 ** 53 - 1]]) {
-      const key = segmentKey(0x10, first, last);
-      expect(key).toHaveLength(17);
+describe('segmentKey, segmentBounds and segmentTime', () => {
+  it('round-trip the first and last sequence and the commit time, big-endian after the namespace byte', () => {
+    const cases = [[1, 1, 0], [255, 256, 1_700_000_000_123], [2 ** 32 - 1, 2 ** 32 + 5, 2 ** 32 + 7], [2 ** 53 - 2, 2 ** 53 - 1, 2 ** 53 - 1]];
+    for (const [first, last, time] of cases) {
+      const key = segmentKey(0x10, first, last, time);
+      expect(key).toHaveLength(25);
       expect(key[0]).toBe(0x10);
       expect(segmentBounds(key)).toEqual({ first, last });
+      expect(segmentTime(key)).toBe(time);
     }
-    expect(Array.from(segmentKey(7, 0x0102, 0x0304))).toEqual([7, 0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0, 0, 3, 4]);
+    expect(Array.from(segmentKey(7, 0x0102, 0x0304, 0x0506))).toEqual([7, 0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0, 0, 3, 4, 0, 0, 0, 0, 0, 0, 5, 6]);
   });
 
-  it('sorts by first sequence, and every segment starting at or before n sorts below seqKey(n + 1)', () => {
-    const a = Buffer.from(segmentKey(1, 5, 900));
-    const b = Buffer.from(segmentKey(1, 6, 6));
+  it('read the bounds of a 17-byte key written before keys carried a time, which has no time', () => {
+    const old = segmentKey(7, 0x0102, 0x0304, 99).subarray(0, 17);
+    expect(segmentBounds(old)).toEqual({ first: 0x0102, last: 0x0304 });
+    expect(segmentTime(old)).toBeUndefined();
+  });
+
+  it('sorts by first sequence whatever the time, and every segment starting at or before n sorts below seqKey(n + 1)', () => {
+    const a = Buffer.from(segmentKey(1, 5, 900, 2 ** 40));
+    const b = Buffer.from(segmentKey(1, 6, 6, 1));
     expect(Buffer.compare(a, b)).toBeLessThan(0);
     expect(Buffer.compare(a, Buffer.from(seqKey(1, 6)))).toBeLessThan(0);
     expect(Buffer.compare(b, Buffer.from(seqKey(1, 6)))).toBeGreaterThan(0);
@@ -194,7 +202,7 @@ describe('SegmentLog', () => {
     await appendTogether(log, ['aa', 'bbb']);
     await appendTogether(log, ['cccc', 'ddddd', 'e']);
     expect({ count: log.count, bytes: log.bytes }).toEqual({ count: 5, bytes: 15 });
-    await log.release(await log.read(1, 3));
+    expect(await log.release(3)).toEqual({ events: 3, bytes: 9 });
     expect({ count: log.count, bytes: log.bytes, first: log.firstSeq }).toEqual({ count: 2, bytes: 6, first: 4 });
     expect(texts(await log.read(1, 10))).toEqual(['ddddd', 'e']);
     const keys = await store.db.keys({ gte: seqKey(1, 0), lt: Uint8Array.of(2) }).all();
@@ -204,7 +212,7 @@ describe('SegmentLog', () => {
     const again = await SegmentLog.open(store, 1);
     expect({ count: again.count, bytes: again.bytes, first: again.firstSeq, last: again.lastSeq, committed: again.committedSeq }).toEqual({ count: 2, bytes: 6, first: 4, last: 5, committed: 5 });
     expect(texts(await again.read(1, 10))).toEqual(['ddddd', 'e']);
-    await again.release(await again.read(1, 10));
+    expect(await again.release(5)).toEqual({ events: 2, bytes: 6 });
     expect(again.count).toBe(0);
     expect(await store.db.keys({ gte: seqKey(1, 0), lt: Uint8Array.of(2) }).all()).toEqual([]);
   });
@@ -212,8 +220,8 @@ describe('SegmentLog', () => {
   it('applies releases in the order they are made, even when not awaited', async () => {
     const log = await SegmentLog.open(store, 1);
     for (let i = 0; i < 10; i++) await appendTogether(log, [`${i}a`, `${i}b`, `${i}c`]);
-    const all = await log.read(1, 100);
-    await Promise.all([log.release(all.slice(0, 4)), log.release(all.slice(4, 11)), log.release(all.slice(11, 30))]);
+    const released = await Promise.all([log.release(4), log.release(11), log.release(30)]);
+    expect(released.map((r) => r.events)).toEqual([4, 7, 19]);
     expect(log.count).toBe(0);
     expect(log.firstSeq).toBe(31);
     expect(await store.db.keys({ gte: seqKey(1, 0), lt: Uint8Array.of(2) }).all()).toEqual([]);
@@ -222,7 +230,7 @@ describe('SegmentLog', () => {
   it('never repeats a sequence after the log is emptied and reopened', async () => {
     let log = await SegmentLog.open(store, 1);
     await appendTogether(log, ['a', 'b', 'c', 'd', 'e']);
-    await log.release(await log.read(1, 10));
+    await log.release(5);
     await reopen();
     log = await SegmentLog.open(store, 1);
     expect({ count: log.count, last: log.lastSeq, first: log.firstSeq }).toEqual({ count: 0, last: 5, first: 6 });
@@ -277,6 +285,119 @@ describe('SegmentLog', () => {
     expect(store.stats.commits).toBe(commits + 1);
     expect(texts(await a.read(1, 10))).toEqual(['a1', 'a2']);
     expect(texts(await b.read(1, 10))).toEqual(['b1']);
+  });
+
+  it('stamps each segment key with the commit time, and reads entries with the time of their segment', async () => {
+    let now = 1_000;
+    const log = await SegmentLog.open(store, 1, { clock: () => now });
+    expect(log.oldestTimeMs).toBeNull();
+    await appendTogether(log, ['a', 'b']);
+    now = 2_500;
+    await appendTogether(log, ['c']);
+    const keys = await store.db.keys({ gte: seqKey(1, 0), lt: Uint8Array.of(2) }).all();
+    expect(keys.map((k) => [k.length, segmentTime(k)])).toEqual([[25, 1_000], [25, 2_500]]);
+    expect((await log.read(1, 10)).map((e) => [e.seq, e.timeMs])).toEqual([[1, 1_000], [2, 1_000], [3, 2_500]]);
+    expect(log.oldestTimeMs).toBe(1_000);
+    await log.release(2);
+    expect(log.oldestTimeMs).toBe(2_500);
+    await log.release(3);
+    expect(log.oldestTimeMs).toBeNull();
+    now = 4_000;
+    await appendTogether(log, ['d']);
+    expect(log.oldestTimeMs).toBe(4_000);
+  });
+
+  it('reads segments with 17-byte keys written before keys carried a time, as of the time it was opened', async () => {
+    // Two segments as the earlier version wrote them, and how far it had released.
+    await store.writeAsync([
+      [segmentKey(1, 1, 3, 0).subarray(0, 17), encodeSegment(['o1', 'o2', 'o3'].map(bytes))],
+      [segmentKey(1, 4, 4, 0).subarray(0, 17), encodeSegment([bytes('o4')])],
+      [metaKey('log/1/released'), seqKey(0, 1)],
+    ]);
+    let now = 50_000;
+    let log = await SegmentLog.open(store, 1, { clock: () => now });
+    expect({ count: log.count, bytes: log.bytes, first: log.firstSeq, last: log.lastSeq, oldest: log.oldestTimeMs }).toEqual({ count: 3, bytes: 6, first: 2, last: 4, oldest: 50_000 });
+    now = 60_000;
+    await appendTogether(log, ['n5']);
+    expect((await log.read(1, 10)).map((e) => [dec.decode(e.value), e.timeMs])).toEqual([['o2', 50_000], ['o3', 50_000], ['o4', 50_000], ['n5', 60_000]]);
+    expect(await log.release(2)).toEqual({ events: 1, bytes: 2 });
+    await reopen();
+    now = 52_000; // the old segments take this open's time
+    log = await SegmentLog.open(store, 1, { clock: () => now });
+    expect(texts(await log.read(1, 10))).toEqual(['o3', 'o4', 'n5']);
+    expect(await log.dropBefore(55_000)).toEqual({ events: 2, bytes: 4 });
+    expect(texts(await log.read(1, 10))).toEqual(['n5']);
+    const keys = await store.db.keys({ gte: seqKey(1, 0), lt: Uint8Array.of(2) }).all();
+    expect(keys.map((k) => k.length)).toEqual([25]);
+  });
+
+  it('releases through a sequence idempotently: at or below what already left the log it does nothing', async () => {
+    const log = await SegmentLog.open(store, 1);
+    await appendTogether(log, ['aa', 'bbb']);
+    await appendTogether(log, ['cccc']);
+    expect(await log.release(2)).toEqual({ events: 2, bytes: 5 });
+    const commits = store.stats.commits;
+    expect(await log.release(2)).toEqual({ events: 0, bytes: 0 });
+    expect(await log.release(1)).toEqual({ events: 0, bytes: 0 });
+    expect(store.stats.commits).toBe(commits); // nothing written
+    // Past the committed end it releases only what is committed.
+    log.append(bytes('pending'), () => undefined);
+    expect(await log.release(100)).toEqual({ events: 1, bytes: 4 });
+    await store.flushed();
+    expect({ count: log.count, bytes: log.bytes, first: log.firstSeq }).toEqual({ count: 1, bytes: 7, first: 4 });
+    expect(texts(await log.read(1, 10))).toEqual(['pending']);
+  });
+
+  it('counts releases and drops exactly when they interleave, from the segments they remove', async () => {
+    const log = await SegmentLog.open(store, 1);
+    await appendTogether(log, ['a', 'bb', 'ccc']); // 1-3
+    await appendTogether(log, ['dddd', 'eeeee']); // 4-5
+    await appendTogether(log, ['ffffff']); // 6
+    expect(await log.release(1)).toEqual({ events: 1, bytes: 1 }); // part of the first segment
+    // The rest of the first segment and the whole second one: at least 6 bytes, whole segments.
+    expect(await log.dropOldest(6)).toEqual({ events: 4, bytes: 14 });
+    expect({ count: log.count, bytes: log.bytes, first: log.firstSeq }).toEqual({ count: 1, bytes: 6, first: 6 });
+    // The cloud acknowledges a batch that was dropped meanwhile: nothing more leaves.
+    expect(await log.release(5)).toEqual({ events: 0, bytes: 0 });
+    expect(await log.release(6)).toEqual({ events: 1, bytes: 6 });
+    expect({ count: log.count, bytes: log.bytes }).toEqual({ count: 0, bytes: 0 });
+    await reopen();
+    const again = await SegmentLog.open(store, 1);
+    expect({ count: again.count, bytes: again.bytes, first: again.firstSeq, last: again.lastSeq }).toEqual({ count: 0, bytes: 0, first: 7, last: 6 });
+  });
+
+  it('drops the oldest whole segments until enough bytes are gone, and never what is still committing', async () => {
+    const log = await SegmentLog.open(store, 1);
+    for (let i = 0; i < 5; i++) await appendTogether(log, ['xxxxxxxxxx', 'yyyyyyyyyy']); // 5 segments of 20 bytes
+    expect(await log.dropOldest(0)).toEqual({ events: 0, bytes: 0 });
+    expect(await log.dropOldest(1)).toEqual({ events: 2, bytes: 20 });
+    expect(await log.dropOldest(21)).toEqual({ events: 4, bytes: 40 });
+    expect(log.firstSeq).toBe(7);
+    log.append(bytes('committing'), () => undefined);
+    expect(await log.dropOldest(10_000)).toEqual({ events: 4, bytes: 40 });
+    expect({ count: log.count, bytes: log.bytes }).toEqual({ count: 1, bytes: 10 });
+    await store.flushed();
+    expect(texts(await log.read(1, 10))).toEqual(['committing']);
+    expect(log.deletedBytes).toBeGreaterThan(100);
+  });
+
+  it('drops the segments committed before a time, stopping at the first that is not older', async () => {
+    let now = 1_000;
+    const log = await SegmentLog.open(store, 1, { clock: () => now });
+    await appendTogether(log, ['t1000a', 't1000b']);
+    now = 2_000;
+    await appendTogether(log, ['t2000']);
+    now = 3_000;
+    await appendTogether(log, ['t3000']);
+    now = 1_500; // the clock stepped back
+    await appendTogether(log, ['t1500']);
+    expect(await log.dropBefore(1_000)).toEqual({ events: 0, bytes: 0 });
+    expect(await log.dropBefore(2_500)).toEqual({ events: 3, bytes: 17 });
+    expect(log.oldestTimeMs).toBe(3_000);
+    // The segment of 1500 comes after one of 3000: it stays while that one does.
+    expect(await log.dropBefore(2_000)).toEqual({ events: 0, bytes: 0 });
+    expect(await log.dropBefore(10_000)).toEqual({ events: 2, bytes: 10 });
+    expect({ count: log.count, oldest: log.oldestTimeMs, first: log.firstSeq }).toEqual({ count: 0, oldest: null, first: 6 });
   });
 
   it('refuses to open a namespace whose keys are not segment keys, naming the store', async () => {

@@ -1,13 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { decode, encode } from '../../shared/codec.ts';
 import { WireError } from '../../shared/errors.ts';
-import type { UplinkBatch } from '../../shared/uplink-wire.ts';
-import { decodeBatch, edgeOfUplinkTopic, encodeBatch, UPLINK_TOPIC_PREFIX, uplinkTopic, WIRE_VERSION } from '../../shared/uplink-wire.ts';
+import type { UplinkBatch, WireLane } from '../../shared/uplink-wire.ts';
+import { decodeBatch, edgeOfUplinkTopic, encodeBatch, encodeEntries, UPLINK_TOPIC_PREFIX, uplinkTopic, WIRE_VERSION } from '../../shared/uplink-wire.ts';
 
 const event = (n: number) => ({ specversion: '1.0', id: `id-${n}`, source: '/edges/e1/devices/d', type: 'io.tributary.telemetry.t', data: n });
 
-function batchOf(seqs: number[]): UplinkBatch {
-  return { v: WIRE_VERSION, edge: 'e1', seqs, events: seqs.map((s) => encode(event(s))) };
+function batchOf(seqs: number[], lane: WireLane = 1): UplinkBatch {
+  return { v: WIRE_VERSION, edge: 'e1', lane, seqs, events: seqs.map((s) => encode(event(s))) };
 }
 
 function wireError(raw: unknown): WireError {
@@ -40,6 +40,54 @@ describe('encodeBatch and decodeBatch', () => {
     expect(decodeBatch(encodeBatch(batchOf([]))).seqs).toEqual([]);
   });
 
+  it('round-trip the lane of a batch', () => {
+    for (const lane of [0, 1, 2] as const) {
+      const out = decodeBatch(encodeBatch(batchOf([1, 2], lane)));
+      expect(out.lane).toBe(lane);
+      expect(out.seqs).toEqual([1, 2]);
+    }
+  });
+
+  it('reads a version 1 batch, from an edge older than lanes, as the normal lane', () => {
+    const { lane: _lane, ...old } = batchOf([3, 4]);
+    const out = decodeBatch(encode({ ...old, v: 1 }));
+    expect(out.lane).toBe(1);
+    expect(out.seqs).toEqual([3, 4]);
+    expect(wireError({ ...batchOf([1]), v: 1, lane: 0 }).message).toBe('a version 1 uplink batch has no lane; lanes came with version 2');
+  });
+
+  it('refuses a version 2 batch without a lane (a version 1 cloud refuses every version 2 batch: no lane is deduplicated against another)', () => {
+    const { lane: _lane, ...noLane } = batchOf([3]);
+    expect(wireError(noLane).message).toBe('a version 2 uplink batch must name its lane: 0 (high), 1 (normal) or 2 (low)');
+    expect(WIRE_VERSION).toBe(2);
+  });
+
+  it('rejects a lane that is not 0, 1 or 2, naming the value', () => {
+    const cases: [unknown, string][] = [[3, '3'], [-1, '-1'], [1.5, '1.5'], ['1', '"1"'], [null, 'null'], [true, 'true'], [[1], '[1]']];
+    for (const [lane, shown] of cases) {
+      expect(wireError({ ...batchOf([1]), lane }).message).toBe(`uplink batch lane must be 0 (high), 1 (normal) or 2 (low), not ${shown}`);
+    }
+  });
+
+  it('writes the same bytes as a MessagePack encoder would for the batch object', () => {
+    const sizes = [0, 1, 200, 255, 256, 300, 65_535, 65_536, 70_000];
+    const seqs = [1, 127, 128, 255, 256, 65_535, 65_536, 2 ** 32 - 1, 2 ** 32, 2 ** 53 - 1];
+    for (const n of [0, 1, 15, 16, sizes.length]) {
+      for (const edge of ['e1', 'x'.repeat(31), 'y'.repeat(32), 'z'.repeat(64), 'gw-é']) {
+        const entries = Array.from({ length: n }, (_, i) => ({ seq: seqs[i % seqs.length] + (i >= seqs.length ? i : 0), value: new Uint8Array(sizes[i % sizes.length]).fill(i) }));
+        entries.sort((a, b) => a.seq - b.seq);
+        const expected = encode({ v: WIRE_VERSION, edge, lane: 2, seqs: entries.map((e) => e.seq), events: entries.map((e) => e.value) });
+        const bytes = encodeEntries(edge, 2, entries);
+        expect(Buffer.from(bytes).equals(Buffer.from(expected)), `${n} entries, edge ${edge}`).toBe(true);
+      }
+    }
+    const many = Array.from({ length: 70_000 }, (_, i) => ({ seq: i + 1, value: new Uint8Array([i & 0xff]) }));
+    const out = decodeBatch(encodeEntries('e1', 0, many));
+    expect(out.seqs).toHaveLength(70_000);
+    expect(out.seqs[69_999]).toBe(70_000);
+    expect([...out.events[300]]).toEqual([300 & 0xff]);
+  });
+
   it('rejects bytes that are not MessagePack', () => {
     expect(() => decodeBatch(new Uint8Array([0x81]))).toThrow(WireError);
   });
@@ -54,7 +102,7 @@ describe('encodeBatch and decodeBatch', () => {
     const other = WIRE_VERSION + 1;
     const err = wireError({ ...batchOf([1]), v: other });
     expect(err.message).toContain(`wire version ${other}`);
-    expect(err.message).toContain(`speaks ${WIRE_VERSION}`);
+    expect(err.message).toContain(`speaks 1 and ${WIRE_VERSION}`);
     expect(wireError({ ...batchOf([1]), v: undefined }).message).toContain('wire version undefined');
   });
 
