@@ -68,6 +68,8 @@ export async function startAedes(runtime: Runtime, cpu: number = CORES.system): 
 
 export interface EdgeTarget extends Target {
   dataDir: string;
+  /** Base URL of the edge's status endpoint (`/v1/status`). */
+  statusUrl: string;
 }
 
 export interface EdgeStart {
@@ -88,8 +90,8 @@ export async function startEdge(options: EdgeStart): Promise<EdgeTarget> {
   if (options.configFile) args.push('--config', options.configFile);
   args.push('--cloud', options.cloudUrl, '--durability', options.durability, '--status-interval', '0');
   const proc = new NodeProcess(options.runtime, args, { cpu: options.cpu ?? CORES.system });
-  await proc.waitForLog('edge node started');
-  return { ...target(`edge-${options.durability}-${options.runtime}`, options.runtime, port, proc), dataDir: options.dataDir };
+  const started = await proc.waitForLog('edge node started');
+  return { ...target(`edge-${options.durability}-${options.runtime}`, options.runtime, port, proc), dataDir: options.dataDir, statusUrl: String(started.http) };
 }
 
 export interface CloudTarget extends Target {
