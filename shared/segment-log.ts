@@ -18,7 +18,7 @@
  */
 import type { LogEntry } from './append-log.ts';
 import { keySeq, META_NAMESPACE, metaKey, seqKey } from './append-log.ts';
-import { binHeaderLength, writeBinHeader } from './codec.ts';
+import { arrayHeaderLength, binHeaderLength, writeArrayHeader, writeBinHeader } from './codec.ts';
 import { CommitListeners } from './commit-listeners.ts';
 import { StorageError } from './errors.ts';
 import type { LevelStore, WriteCallback } from './level-store.ts';
@@ -72,22 +72,10 @@ export function segmentTime(key: Uint8Array): number | undefined {
 
 /** A segment's value: a MessagePack array of bin values. */
 export function encodeSegment(values: readonly Uint8Array[]): Uint8Array {
-  let size = values.length < 0x10 ? 1 : values.length < 0x10000 ? 3 : 5;
+  let size = arrayHeaderLength(values.length);
   for (const v of values) size += binHeaderLength(v.length) + v.length;
   const out = new Uint8Array(size);
-  const view = new DataView(out.buffer);
-  let at = 0;
-  const n = values.length;
-  if (n < 0x10) out[at++] = 0x90 | n;
-  else if (n < 0x10000) {
-    out[at++] = 0xdc;
-    view.setUint16(at, n);
-    at += 2;
-  } else {
-    out[at++] = 0xdd;
-    view.setUint32(at, n);
-    at += 4;
-  }
+  let at = writeArrayHeader(out, 0, values.length);
   for (const v of values) {
     at = writeBinHeader(out, at, v.length);
     out.set(v, at);

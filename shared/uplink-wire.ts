@@ -8,7 +8,7 @@
  * predates lanes) has no `lane` and is in the normal lane, whose mark is the one such an edge always had.
  */
 import { Buffer } from 'node:buffer';
-import { binHeaderLength, decode, writeBinHeader } from './codec.ts';
+import { arrayHeaderLength, binHeaderLength, decode, strHeaderLength, writeArrayHeader, writeBinHeader, writeStrHeader } from './codec.ts';
 import { WireError } from './errors.ts';
 
 /**
@@ -75,7 +75,7 @@ const KEY_EVENTS = [0xa6, 0x65, 0x76, 0x65, 0x6e, 0x74, 0x73];
 export function encodeEntries(edge: string, lane: WireLane, entries: readonly BatchEntry[]): Buffer {
   const edgeBytes = utf8.encode(edge);
   const n = entries.length;
-  const arrayHeader = n < 0x10 ? 1 : n < 0x10000 ? 3 : 5;
+  const arrayHeader = arrayHeaderLength(n);
   let size = 1 + KEY_V.length + 1 + KEY_EDGE.length + strHeaderLength(edgeBytes.length) + edgeBytes.length + KEY_LANE.length + 1;
   size += KEY_SEQS.length + arrayHeader + KEY_EVENTS.length + arrayHeader;
   for (let i = 0; i < n; i++) {
@@ -92,13 +92,13 @@ export function encodeEntries(edge: string, lane: WireLane, entries: readonly Ba
   bytes(KEY_V);
   out[at++] = WIRE_VERSION;
   bytes(KEY_EDGE);
-  at = writeStrHeader(out, view, at, edgeBytes.length);
+  at = writeStrHeader(out, at, edgeBytes.length);
   out.set(edgeBytes, at);
   at += edgeBytes.length;
   bytes(KEY_LANE);
   out[at++] = lane;
   bytes(KEY_SEQS);
-  at = writeArrayHeader(out, view, at, n);
+  at = writeArrayHeader(out, at, n);
   for (let i = 0; i < n; i++) {
     const seq = entries[i].seq;
     if (seq < 0x80) out[at++] = seq;
@@ -120,7 +120,7 @@ export function encodeEntries(edge: string, lane: WireLane, entries: readonly Ba
     }
   }
   bytes(KEY_EVENTS);
-  at = writeArrayHeader(out, view, at, n);
+  at = writeArrayHeader(out, at, n);
   for (let i = 0; i < n; i++) {
     const value = entries[i].value;
     at = writeBinHeader(out, at, value.length);
@@ -132,45 +132,6 @@ export function encodeEntries(edge: string, lane: WireLane, entries: readonly Ba
 
 function uintLength(n: number): number {
   return n < 0x80 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : n < 0x1_0000_0000 ? 5 : 9;
-}
-
-function strHeaderLength(length: number): number {
-  return length < 0x20 ? 1 : length < 0x100 ? 2 : length < 0x10000 ? 3 : 5;
-}
-
-function writeStrHeader(out: Uint8Array, view: DataView, at: number, length: number): number {
-  if (length < 0x20) {
-    out[at] = 0xa0 | length;
-    return at + 1;
-  }
-  if (length < 0x100) {
-    out[at] = 0xd9;
-    out[at + 1] = length;
-    return at + 2;
-  }
-  if (length < 0x10000) {
-    out[at] = 0xda;
-    view.setUint16(at + 1, length);
-    return at + 3;
-  }
-  out[at] = 0xdb;
-  view.setUint32(at + 1, length);
-  return at + 5;
-}
-
-function writeArrayHeader(out: Uint8Array, view: DataView, at: number, n: number): number {
-  if (n < 0x10) {
-    out[at] = 0x90 | n;
-    return at + 1;
-  }
-  if (n < 0x10000) {
-    out[at] = 0xdc;
-    view.setUint16(at + 1, n);
-    return at + 3;
-  }
-  out[at] = 0xdd;
-  view.setUint32(at + 1, n);
-  return at + 5;
 }
 
 export function decodeBatch(bytes: Uint8Array): UplinkBatch {

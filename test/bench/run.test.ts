@@ -22,7 +22,7 @@ describe('npm run bench', () => {
   it('names the bad scenario and the choices', () => {
     const r = bench(['--only', 'ingest,warp']);
     expect(r.status).toBe(2);
-    expect(r.stderr).toContain('--only: unknown scenario "warp"; choose from ingest, end-to-end, max-rate, drain, fan-out, footprint');
+    expect(r.stderr).toContain('--only: unknown scenario "warp"; choose from ingest, end-to-end, max-rate, drain, outage, fan-out, footprint');
   });
 
   it('prints one JSON line per result and writes the Markdown report', () => {

@@ -16,17 +16,18 @@ import { endToEnd, maxRate } from './scenarios/end-to-end.ts';
 import { fanOut } from './scenarios/fan-out.ts';
 import { footprint } from './scenarios/footprint.ts';
 import { ingest } from './scenarios/ingest.ts';
+import { outage } from './scenarios/outage.ts';
 import { Suite } from './suite.ts';
 import type { BenchResult } from './suite.ts';
 import { CORES, mosquittoVersion } from './targets.ts';
 import { repoRoot } from '../helpers/repo-root.ts';
 
 const root = repoRoot;
-const SCENARIOS = ['ingest', 'end-to-end', 'max-rate', 'drain', 'fan-out', 'footprint'] as const;
+const SCENARIOS = ['ingest', 'end-to-end', 'max-rate', 'drain', 'outage', 'fan-out', 'footprint'] as const;
 
 const spec: CommandSpec = {
   name: 'bench',
-  summary: 'Run the benchmark suite: edge ingest, end-to-end latency, drain, fan-out and footprint, with plain Aedes and Mosquitto as baselines.',
+  summary: 'Run the benchmark suite: edge ingest, end-to-end latency, drain, a cloud outage, fan-out and footprint, with plain Aedes and Mosquitto as baselines.',
   description:
     'Results go to stdout as one JSON line each, progress to stderr, and a Markdown report to --markdown.\nThe systems under test run on CPU core 0 and the load generator on core 1 (with taskset).',
   flags: [
@@ -152,6 +153,7 @@ async function main(argv: string[]): Promise<number> {
     }
     if (run('max-rate')) await maxRate(suite, 'node', true);
     if (run('drain')) await drain(suite, 'node', quick ? 100_000 : 1_000_000);
+    if (run('outage')) await outage(suite, 'node', quick ? 10 : 120);
     if (run('fan-out')) fanOut(suite);
     if (run('footprint')) {
       await footprint(suite, 'node', quick ? [5000] : [10_000]);
