@@ -94,7 +94,7 @@ export const edgeConfigSchema = z.strictObject({
       inflight: z.number().int().min(1).max(64).default(8),
       keepaliveSeconds: z.number().int().min(1).max(3600).default(30),
       reconnectInitialMs: z.number().int().min(10).default(500),
-      reconnectMaxMs: z.number().int().min(100).default(30_000),
+      reconnectMaxMs: z.number().int().min(100).default(10_000),
     })
     .prefault({}),
   ...nodeSettings,

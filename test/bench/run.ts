@@ -148,16 +148,16 @@ async function main(argv: string[]): Promise<number> {
       if (deno) await ingest(suite, 'deno', [1]);
     }
     if (run('end-to-end')) {
-      await endToEnd(suite, 'node', [1000, 5000, 10_000], true);
+      await endToEnd(suite, 'node', quick ? [5000] : [1000, 5000, 10_000], true);
       if (deno) await endToEnd(suite, 'deno', [5000], false);
     }
     if (run('max-rate')) await maxRate(suite, 'node', true);
     if (run('drain')) await drain(suite, 'node', quick ? 100_000 : 1_000_000);
-    if (run('outage')) await outage(suite, 'node', quick ? 10 : 120);
+    if (run('outage')) await outage(suite, 'node', quick ? 3 : 120);
     if (run('fan-out')) fanOut(suite);
     if (run('footprint')) {
-      await footprint(suite, 'node', quick ? [5000] : [10_000]);
-      if (deno) await footprint(suite, 'deno', quick ? [5000] : [10_000]);
+      await footprint(suite, 'node', quick ? [2000] : [10_000]);
+      if (deno) await footprint(suite, 'deno', quick ? [2000] : [10_000]);
     }
   } finally {
     suite.cleanup();

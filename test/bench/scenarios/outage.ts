@@ -17,8 +17,6 @@ import { startCloud, startEdge } from '../targets.ts';
 
 const RATE = 1000;
 const DEVICES = 50;
-/** Traffic before the outage, to have the mesh in its steady state. */
-const WARM_MS = 5000;
 
 async function buffered(statusUrl: string): Promise<{ events: number; link: string }> {
   const res = await fetch(`${statusUrl}/v1/status`);
@@ -28,6 +26,8 @@ async function buffered(statusUrl: string): Promise<{ events: number; link: stri
 }
 
 export async function outage(suite: Suite, runtime: Runtime, outageSeconds: number): Promise<void> {
+  // Traffic before the outage, to have the mesh in its steady state.
+  const warmMs = suite.options.quick ? 1500 : 5000;
   const dir = suite.tempDir('outage');
   const uplinkPort = await freePort();
   let cloud = await startCloud(runtime, `${dir}/cloud`, uplinkPort);
@@ -43,7 +43,7 @@ export async function outage(suite: Suite, runtime: Runtime, outageSeconds: numb
     const t0 = performance.now();
     const running = fleet.paced(RATE, { durationMs: (outageSeconds + 600) * 1000, until: () => phase === 'done' });
     const watch = (async () => {
-      await sleep(WARM_MS);
+      await sleep(warmMs);
       suite.progress(`outage: stopping the cloud for ${outageSeconds} s`);
       await cloud.stop();
       downAt = performance.now();
@@ -68,7 +68,7 @@ export async function outage(suite: Suite, runtime: Runtime, outageSeconds: numb
           break;
         }
       }
-      await sleep(2000); // live traffic after the drain, in the steady state again
+      await sleep(1000); // live traffic after the drain, in the steady state again
       phase = 'done';
     })();
     await Promise.all([running, watch]);
