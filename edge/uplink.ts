@@ -7,8 +7,8 @@
  *
  * The buffer has priority lanes, each with its own sequence numbers. A batch holds events of one lane, and the
  * window is filled from the highest lane that has events to send, so alerts overtake a backlog of telemetry.
- * Events that have expired (buffer time to live, or their own `expirytime`) are never sent; they are counted and
- * released with the batch they were read in.
+ * Events past their time to live never come out of the buffer's read; events past their own `expirytime` are
+ * not sent, and are counted and released with the batch they were read in.
  */
 import { setTimeout as delay } from 'node:timers';
 import mqtt from 'mqtt';
@@ -281,10 +281,11 @@ export class Uplink {
       return;
     }
     const now = this.#now();
-    const maxAgeMs = this.#o.buffer.stats().maxAgeSeconds * 1000;
     let live: BufferEntry[] | undefined;
     for (let i = 0; i < entries.length; i++) {
-      if (!isExpired(entries[i], now, maxAgeMs)) live?.push(entries[i]);
+      // Only each event's own `expirytime`: the buffer's read has already dropped (and counted) what is past the
+      // buffer's time to live, and counting those here too would count an event the age timer drops twice.
+      if (!isExpired(entries[i], now, 0)) live?.push(entries[i]);
       else live ??= entries.slice(0, i);
     }
     const sending = live ?? entries;
