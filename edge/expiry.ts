@@ -61,18 +61,11 @@ export function expiryTimeOf(event: Uint8Array): number | undefined {
   return Number.isNaN(ms) ? undefined : ms;
 }
 
-/** A buffered event: its MessagePack bytes and when it was committed to the buffer (ms since the epoch). */
-export interface Expirable {
-  value: Uint8Array;
-  timeMs: number;
-}
-
 /**
- * Whether a buffered event has expired at `nowMs`: it has been buffered longer than `maxAgeMs` (0: no limit),
- * or its `expirytime` is in the past.
+ * Whether `event` (a MessagePack-encoded CloudEvent) has expired at `nowMs` by its own `expirytime`. The buffer's
+ * time to live is the buffer's to apply (EdgeBuffer.read never returns an event past it).
  */
-export function isExpired(entry: Expirable, nowMs: number, maxAgeMs: number): boolean {
-  if (maxAgeMs > 0 && entry.timeMs + maxAgeMs < nowMs) return true;
-  const at = expiryTimeOf(entry.value);
+export function isExpired(event: Uint8Array, nowMs: number): boolean {
+  const at = expiryTimeOf(event);
   return at !== undefined && at < nowMs;
 }

@@ -51,8 +51,6 @@ interface Held {
   done: (err: Error | null) => void;
 }
 
-/** Most topics whose lane is remembered. */
-const LANE_CACHE_LIMIT = 10_000;
 /** At most one "buffer full" warning per this interval. */
 const FULL_LOG_INTERVAL_MS = 10_000;
 
@@ -71,7 +69,6 @@ export class Ingest {
   readonly #lanes: LaneRouter;
   readonly #overflow: OverflowPolicy;
   /** Per topic, the lane of its last event's type: a topic's events have the same type unless they are structured. */
-  readonly #laneCache = new Map<string, { type: string; lane: Lane }>();
   /** Publishes waiting for room, oldest first from `#waitingHead`. */
   #waiting: (Held | undefined)[] = [];
   #waitingHead = 0;
@@ -152,7 +149,7 @@ export class Ingest {
       this.#reject(client.id, packet.topic, payload, result.error.reason, result.error.message, packet.qos, done);
       return;
     }
-    const lane = this.#laneOf(packet.topic, result.type);
+    const lane = this.#lanes.laneOf(packet.topic, result.type);
     const event = result.bytes;
     if (this.#waitingHead < this.#waiting.length || !this.#buffer.hasRoom(event.byteLength)) {
       if (packet.qos === 0) {
@@ -171,20 +168,6 @@ export class Ingest {
     this.#buffer.append(lane, event, (err) => this.#committed(err, done));
     // The record joins the batch the append just joined: the event and its record commit together.
     if (packetId >= 0) this.#guard.remember(clientId, packetId, hash);
-  }
-
-  #laneOf(topic: string, type: string): Lane {
-    const cached = this.#laneCache.get(topic);
-    if (cached !== undefined && cached.type === type) return cached.lane;
-    const lane = this.#lanes.laneOf(topic, type);
-    if (cached !== undefined) {
-      cached.type = type;
-      cached.lane = lane;
-    } else {
-      if (this.#laneCache.size >= LANE_CACHE_LIMIT) this.#laneCache.clear();
-      this.#laneCache.set(topic, { type, lane });
-    }
-    return lane;
   }
 
   #hold(held: Held): void {

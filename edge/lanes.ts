@@ -38,13 +38,16 @@ interface CompiledRule {
   lane: Lane;
 }
 
-/** Most distinct (topic, type) pairs whose lane is cached. */
+/** Most topics whose lane is cached. */
 const CACHE_LIMIT = 10_000;
 
-/** Decides the lane of an event from its topic and type; answers are cached per topic and type. */
+/**
+ * Decides the lane of an event from its topic and type. Answers are cached per topic (a topic's events share one
+ * type unless they are structured events; the cached type is checked), so the hot path builds no key string.
+ */
 export class LaneRouter {
   readonly #rules: CompiledRule[];
-  readonly #cache = new Map<string, Lane>();
+  readonly #cache = new Map<string, { type: string; lane: Lane }>();
 
   constructor(rules: readonly LaneRule[] = DEFAULT_LANE_RULES) {
     this.#rules = rules.map((r) => ({ type: r.type, topic: r.topic === undefined ? undefined : topicFilterRegExp(r.topic), lane: laneIndex(r.lane) }));
@@ -52,18 +55,22 @@ export class LaneRouter {
 
   laneOf(topic: string, type: string): Lane {
     if (this.#rules.length === 0) return NORMAL;
-    const key = `${type}\u0000${topic}`;
-    let lane = this.#cache.get(key);
-    if (lane !== undefined) return lane;
-    lane = NORMAL;
+    const cached = this.#cache.get(topic);
+    if (cached !== undefined && cached.type === type) return cached.lane;
+    let lane: Lane = NORMAL;
     for (const rule of this.#rules) {
       if ((rule.type === undefined || type.startsWith(rule.type)) && (rule.topic === undefined || rule.topic.test(topic))) {
         lane = rule.lane;
         break;
       }
     }
-    if (this.#cache.size >= CACHE_LIMIT) this.#cache.clear();
-    this.#cache.set(key, lane);
+    if (cached !== undefined) {
+      cached.type = type;
+      cached.lane = lane;
+    } else {
+      if (this.#cache.size >= CACHE_LIMIT) this.#cache.clear();
+      this.#cache.set(topic, { type, lane });
+    }
     return lane;
   }
 }

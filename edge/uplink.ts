@@ -283,9 +283,7 @@ export class Uplink {
     const now = this.#now();
     let live: BufferEntry[] | undefined;
     for (let i = 0; i < entries.length; i++) {
-      // Only each event's own `expirytime`: the buffer's read has already dropped (and counted) what is past the
-      // buffer's time to live, and counting those here too would count an event the age timer drops twice.
-      if (!isExpired(entries[i], now, 0)) live?.push(entries[i]);
+      if (!isExpired(entries[i].value, now)) live?.push(entries[i]);
       else live ??= entries.slice(0, i);
     }
     const sending = live ?? entries;

@@ -7,6 +7,7 @@
  */
 import { CommitListeners } from './commit-listeners.ts';
 import type { LevelStore, WriteCallback } from './level-store.ts';
+import { textKey } from './text-key.ts';
 
 export interface LogEntry {
   seq: number;
@@ -40,11 +41,7 @@ function namespaceRange(namespace: number): { gte: Uint8Array; lt: Uint8Array } 
 }
 
 export function metaKey(name: string): Uint8Array {
-  const bytes = new TextEncoder().encode(name);
-  const key = new Uint8Array(bytes.length + 1);
-  key[0] = META_NAMESPACE;
-  key.set(bytes, 1);
-  return key;
+  return textKey(META_NAMESPACE, name);
 }
 
 export class AppendLog {

@@ -68,22 +68,12 @@ describe('expiryTimeOf', () => {
 
 describe('isExpired', () => {
   it('expires an event whose expirytime is in the past, and not one whose expirytime is now or later', () => {
-    expect(isExpired({ value: event({ expirytime: new Date(NOW - 1).toISOString() }), timeMs: NOW }, NOW, 0)).toBe(true);
-    expect(isExpired({ value: event({ expirytime: new Date(NOW).toISOString() }), timeMs: NOW }, NOW, 0)).toBe(false);
-    expect(isExpired({ value: event({ expirytime: new Date(NOW + 1).toISOString() }), timeMs: NOW }, NOW, 0)).toBe(false);
+    expect(isExpired(event({ expirytime: new Date(NOW - 1).toISOString() }), NOW)).toBe(true);
+    expect(isExpired(event({ expirytime: new Date(NOW).toISOString() }), NOW)).toBe(false);
+    expect(isExpired(event({ expirytime: new Date(NOW + 1).toISOString() }), NOW)).toBe(false);
   });
 
-  it('expires an event buffered longer than the maximum age, and never by age when the maximum is 0', () => {
-    const value = event();
-    expect(isExpired({ value, timeMs: NOW - 3_600_001 }, NOW, 3_600_000)).toBe(true);
-    expect(isExpired({ value, timeMs: NOW - 3_600_000 }, NOW, 3_600_000)).toBe(false);
-    expect(isExpired({ value, timeMs: NOW - 10 * 365 * 86_400_000 }, NOW, 0)).toBe(false);
-  });
-
-  it('expires by whichever comes first: the maximum age or the expirytime', () => {
-    const soon = event({ expirytime: new Date(NOW - 1_000).toISOString() });
-    expect(isExpired({ value: soon, timeMs: NOW - 2_000 }, NOW, 3_600_000)).toBe(true);
-    const late = event({ expirytime: new Date(NOW + 86_400_000).toISOString() });
-    expect(isExpired({ value: late, timeMs: NOW - 3_600_001 }, NOW, 3_600_000)).toBe(true);
+  it('never expires an event without an expirytime, however old', () => {
+    expect(isExpired(event(), NOW + 10 * 365 * 86_400_000)).toBe(false);
   });
 });
