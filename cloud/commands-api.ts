@@ -12,17 +12,20 @@
  * A command is `{id, device, edge, name?, data, state, createdAt, expiresAt, updatedAt}`; `state` is `pending`
  * (in the cloud), `sent` (stored at the edge), `delivered` (the device acknowledged it), `replied` or `expired`.
  * Bad input gets 400 `{error: {code: 'ERR_BAD_PARAMETER', message, parameter}}` naming what is wrong; a body
- * over 256 KiB gets 413.
+ * over 256 KiB gets 413. With `auth`, every route needs a bearer token with the `commands:send` scope.
  */
 import { Hono } from 'hono';
 import type { Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { commandNameProblem, DEVICE_ID_RULE, EDGE_ID_RULE, isCommandId, isDeviceId, isEdgeId } from '../shared/command-wire.ts';
 import type { CloudCommands, CommandRecord } from './commands.ts';
+import type { ApiAuth } from './api-auth.ts';
 import { BadParameterError, HttpErrorCode } from './http-api.ts';
 
 export interface CommandsApiOptions {
   commands: CloudCommands;
+  /** Bearer tokens and scopes (api-auth.ts): every route here needs `commands:send`. Open without it. */
+  auth?: ApiAuth;
   defaultTtlSeconds: number;
   maxTtlSeconds: number;
 }
@@ -33,6 +36,12 @@ const BODY_MEMBERS = ['data', 'name', 'ttlSeconds', 'edge'];
 export function createCommandsApi(options: CommandsApiOptions): Hono {
   const { commands } = options;
   const app = new Hono();
+
+  if (options.auth) {
+    // Before the body is read: a request without the scope costs nothing more.
+    app.use('/v1/devices/:device/commands', options.auth.requireScope('commands:send'));
+    app.use('/v1/commands/*', options.auth.requireScope('commands:send'));
+  }
 
   app.post(
     '/v1/devices/:device/commands',

@@ -4,6 +4,7 @@
 import { z } from 'zod';
 import { nodeSettings } from '../shared/config.ts';
 import type { FlagSpec } from '../shared/cli/args.ts';
+import { tlsServerSchema } from '../shared/tls-config.ts';
 
 const port = z.number().int().min(0).max(65535);
 
@@ -19,12 +20,38 @@ export const cloudConfigSchema = z.strictObject({
     .strictObject({
       host: z.string().default('127.0.0.1'),
       port: port.default(1884),
+      /** TLS for the uplink listener; with `clientCertificates`, an edge may prove its name with a certificate (CN = edge id). */
+      tls: tlsServerSchema.nullable().default(null),
     })
     .prefault({}),
   http: z
     .strictObject({
       host: z.string().default('127.0.0.1'),
       port: port.default(8080),
+      /** HTTPS for the API and streams; null (the default) serves plain HTTP. */
+      tls: tlsServerSchema.nullable().default(null),
+    })
+    .prefault({}),
+  /** Who may use the uplink and the API (docs/security.md). */
+  auth: z
+    .strictObject({
+      /** Accept edges and API requests without credentials. Off by default; the node warns at start-up when it is on. */
+      allowAnonymous: z.boolean().default(false),
+      /** Edge credentials (`tributary edges add|remove|list`); default `<dataDir>/edges.json`. */
+      edgesFile: z.string().min(1).optional(),
+      /** API bearer tokens with scopes (`tributary tokens add|remove|list`); default `<dataDir>/tokens.json`. */
+      tokensFile: z.string().min(1).optional(),
+    })
+    .prefault({}),
+  webhooks: z
+    .strictObject({
+      /** URL schemes a webhook sink may use. */
+      schemes: z.array(z.enum(['https', 'http'])).min(1).default(['https', 'http']),
+      /**
+       * Addresses a webhook may not reach: IP addresses, CIDR ranges and host names. The default keeps link-local
+       * ranges and cloud metadata endpoints out of reach; add private ranges for a public cloud node.
+       */
+      denyList: z.array(z.string().min(1)).default(['169.254.0.0/16', 'fe80::/10', 'fd00:ec2::254', 'metadata.google.internal', 'metadata.azure.com', '100.100.100.200']),
     })
     .prefault({}),
   commands: z
@@ -47,6 +74,7 @@ export const cloudFlags: FlagSpec[] = [
   { name: 'uplink-port', type: 'number', config: 'uplink.port', default: 1884, help: 'MQTT port that edges connect to.' },
   { name: 'http-host', type: 'string', config: 'http.host', default: '127.0.0.1', help: 'Address the HTTP API binds to.' },
   { name: 'http-port', type: 'number', config: 'http.port', default: 8080, help: 'HTTP API port.' },
+  { name: 'allow-anonymous', type: 'boolean', config: 'auth.allowAnonymous', default: false, help: 'Accept edges and API requests without credentials.' },
   { name: 'durability', type: 'string', value: 'MODE', config: 'store.durability', default: 'power-safe', help: 'power-safe (fsync every commit) or crash-safe.' },
   { name: 'status-interval', type: 'number', value: 'MS', config: 'statusIntervalMs', default: 5000, help: 'How often to log a status line (0: never).' },
   { name: 'log-level', type: 'string', value: 'LEVEL', config: 'log.level', default: 'info', help: 'debug, info, warn, error or silent.' },

@@ -20,6 +20,9 @@
  * Offsets start at 1; `from=0` is refused rather than guessed at (it reads as "the beginning" to some and as
  * "now" to others). Errors are `{error: {code, message, parameter?}}`: 400 for a bad parameter, 404 for an
  * unknown route, 500 (logged) when the node fails.
+ *
+ * With `auth` (api-auth.ts), `/v1/events` and `/v1/stream` need a bearer token with the `events:read` scope (401
+ * without a valid token, 403 without the scope); `/healthz` stays open.
  */
 import { Hono } from 'hono';
 import type { Context } from 'hono';
@@ -33,6 +36,7 @@ import { Metrics } from '../shared/metrics.ts';
 import type { CloudLog } from './cloud-log.ts';
 import { createEventStream, jsonLine } from './event-stream.ts';
 import type { ServerBindings } from '../shared/http-server.ts';
+import type { ApiAuth } from './api-auth.ts';
 
 export interface HttpApiOptions {
   log: CloudLog;
@@ -44,6 +48,8 @@ export interface HttpApiOptions {
   keepAliveMs?: number;
   /** Events an event stream reads from the log at a time. Default 500. */
   streamPageSize?: number;
+  /** Bearer tokens and scopes (api-auth.ts); without it every route is open (unit tests of the routes). */
+  auth?: ApiAuth;
 }
 
 export const DEFAULT_PAGE_LIMIT = 100;
@@ -85,6 +91,13 @@ export function createHttpApi(options: HttpApiOptions): Hono {
 
   app.get('/healthz', (c) => c.json({ status: 'ok', lastOffset: log.lastOffset, ...options.health?.() }));
 
+  const auth = options.auth;
+  if (auth) {
+    app.use('/v1/events', auth.requireScope('events:read'));
+    // Browsers' EventSource cannot set headers: the stream also takes ?access_token= (RFC 6750 §2.3).
+    app.use('/v1/stream', auth.requireScope('events:read', { queryToken: true }));
+  }
+
   app.get('/v1/events', async (c) => {
     const from = offsetParam(c) ?? 1;
     const limitText = singleParam(c, 'limit');
@@ -112,7 +125,8 @@ export function createHttpApi(options: HttpApiOptions): Hono {
       match,
       keepAliveMs: options.keepAliveMs,
       pageSize: options.streamPageSize,
-      signals: [c.req.raw.signal, shutdownSignal(c)],
+      // The stream also ends when its token is revoked or expires.
+      signals: [c.req.raw.signal, shutdownSignal(c), auth?.watch(c)],
       onEvents: (count) => streamed.inc(count),
       onClose: () => {
         openStreams--;

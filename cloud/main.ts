@@ -9,6 +9,8 @@ import { cloudConfigSchema, cloudFlags } from './config.ts';
 export const spec: CommandSpec = {
   name: 'cloud',
   summary: 'Run a cloud mesh node: the uplink listener for edges, the durable event log, the HTTP API and live streams.',
+  description:
+    'Closed by default: an edge connects with its token (tributary edges add <edgeId>) or a client certificate, and\nAPI requests carry a bearer token with a scope (tributary tokens add <name> --scopes events:read). --allow-anonymous\nopens both (for trials only). See docs/security.md.',
   flags: cloudFlags,
   examples: ['tributary cloud', 'tributary cloud --config cloud.yaml', 'tributary cloud --http-port 8080 --uplink-port 1884'],
 };
@@ -20,7 +22,7 @@ export function main(argv: string[]): Promise<number> {
       schema: cloudConfigSchema,
       logSettings: (c) => c.log,
       statusIntervalMs: (c) => c.statusIntervalMs,
-      create: (c, logger) => new CloudNode(c, logger),
+      create: (c, logger, context) => new CloudNode(c, logger, context),
       rateKeys: ['committed'],
     },
     argv,

@@ -2,7 +2,9 @@
  * The device simulator's configuration (`tributary simulate`): its schema, defaults, the flags that override it,
  * and how it becomes `FleetOptions`.
  */
+import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
+import { ConfigError } from '../shared/errors.ts';
 import { nodeSettings } from '../shared/config.ts';
 import type { FlagSpec } from '../shared/cli/args.ts';
 import type { FleetOptions } from './fleet.ts';
@@ -15,8 +17,13 @@ export const simulatorConfigSchema = z.strictObject({
         .string()
         .regex(/^(mqtts?|wss?|tcp|tls):\/\/.+/, 'must be an MQTT URL such as mqtt://127.0.0.1:1883 or ws://127.0.0.1:9001')
         .default('mqtt://127.0.0.1:1883'),
+      /** One username and password for every device; prefer `credentialsFile`. */
       username: z.string().optional(),
       password: z.string().optional(),
+      /** Per-device passwords: the JSON that `tributary devices add --json` prints (`{"devices": [{"deviceId", "password"}]}`). */
+      credentialsFile: z.string().min(1).optional(),
+      /** CA certificate (PEM file) for `mqtts://` and `wss://` edges. */
+      caFile: z.string().min(1).optional(),
     })
     .prefault({}),
   devices: z.number().int().min(1).max(100_000).default(20),
@@ -49,6 +56,8 @@ export type SimulatorConfig = z.output<typeof simulatorConfigSchema>;
 export const simulatorFlags: FlagSpec[] = [
   { name: 'config', type: 'string', value: 'FILE', help: 'YAML or JSON config file.' },
   { name: 'edge', type: 'string', value: 'URL', config: 'edge.url', default: 'mqtt://127.0.0.1:1883', help: "The edge node's MQTT URL (mqtt:// or ws://)." },
+  { name: 'credentials', type: 'string', value: 'FILE', config: 'edge.credentialsFile', help: 'Per-device passwords, as printed by "tributary devices add --json".' },
+  { name: 'ca', type: 'string', value: 'FILE', config: 'edge.caFile', help: 'CA certificate for an mqtts:// edge.' },
   { name: 'devices', type: 'number', value: 'N', config: 'devices', default: 20, help: 'How many devices.' },
   { name: 'rate', type: 'number', value: 'R', config: 'rate', default: 1, help: 'Messages per second per device (fractional is fine).' },
   { name: 'qos', type: 'number', value: '0|1', config: 'qos', default: 1, help: 'MQTT QoS of every publish.' },
@@ -65,12 +74,14 @@ export const simulatorFlags: FlagSpec[] = [
   { name: 'log-format', type: 'string', value: 'FORMAT', config: 'log.format', default: 'json', help: 'json (one object per line) or pretty.' },
 ];
 
-/** The fleet a configuration describes (without the hooks: logger, ackLog). */
-export function toFleetOptions(config: SimulatorConfig): FleetOptions {
+/** The fleet a configuration describes (without the hooks: logger, ackLog), with its credential files read. */
+export async function toFleetOptions(config: SimulatorConfig, configFile?: string): Promise<FleetOptions> {
   return {
     url: config.edge.url,
     username: config.edge.username,
     password: config.edge.password,
+    credentials: config.edge.credentialsFile === undefined ? undefined : await readDeviceCredentials(config.edge.credentialsFile, configFile),
+    ca: config.edge.caFile === undefined ? undefined : await readText(config.edge.caFile, 'edge.caFile', configFile),
     devices: config.devices,
     rate: config.rate,
     qos: config.qos,
@@ -84,4 +95,29 @@ export function toFleetOptions(config: SimulatorConfig): FleetOptions {
     connectRate: config.connectRate,
     reconnectPeriodMs: config.reconnectPeriodMs,
   };
+}
+
+/** Reads `{"devices": [{"deviceId", "password"}]}` (the output of `tributary devices add --json`). */
+async function readDeviceCredentials(file: string, configFile: string | undefined): Promise<Map<string, string>> {
+  const text = await readText(file, 'edge.credentialsFile', configFile);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`${file} is not JSON: ${(err as Error).message}`, { file: configFile, key: 'edge.credentialsFile' }, { cause: err });
+  }
+  const devices = (parsed as { devices?: unknown }).devices;
+  const valid = Array.isArray(devices) && devices.every((d) => typeof d?.deviceId === 'string' && typeof d?.password === 'string');
+  if (!valid) {
+    throw new ConfigError(`${file} must hold {"devices": [{"deviceId": "...", "password": "..."}]}, as "tributary devices add --json" prints`, { file: configFile, key: 'edge.credentialsFile' });
+  }
+  return new Map((devices as { deviceId: string; password: string }[]).map((d) => [d.deviceId, d.password]));
+}
+
+async function readText(file: string, key: string, configFile: string | undefined): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { file: configFile, key }, { cause: err });
+  }
 }

@@ -42,6 +42,10 @@ export interface FleetOptions {
   keepalive?: number;
   username?: string;
   password?: string;
+  /** Per-device passwords (username = device id), e.g. from `tributary devices add --json`; wins over `username`/`password`. */
+  credentials?: ReadonlyMap<string, string>;
+  /** CA certificate (PEM) for `mqtts://` and `wss://` edges. */
+  ca?: string;
   /** Unacknowledged publishes per device before it pauses. Default 32. */
   inflight?: number;
   /** New connections per second while starting. Default 250. */
@@ -125,8 +129,9 @@ export class Fleet {
           keepalive: options.keepalive ?? 30,
           reconnectPeriodMs: options.reconnectPeriodMs ?? 1000,
           connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
-          username: options.username,
-          password: options.password,
+          username: options.credentials?.has(id) ? id : options.username,
+          password: options.credentials?.get(id) ?? options.password,
+          ca: options.ca,
           counters: this.#counters,
           hooks,
           clock: this.#clock,

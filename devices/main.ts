@@ -33,6 +33,7 @@ export const spec: CommandSpec = {
 export async function main(argv: string[]): Promise<number> {
   let config: SimulatorConfig;
   let ackPath: string | undefined;
+  let fleetOptions: Awaited<ReturnType<typeof toFleetOptions>>;
   try {
     const args = parseArgs(spec, argv);
     if (args.help) {
@@ -40,7 +41,9 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     if (args.positionals.length) throw new UsageError(`unexpected argument "${args.positionals[0]}"; see "tributary simulate --help"`);
-    config = await loadConfig(simulatorConfigSchema, { file: args.flags.config as string | undefined, overrides: args.overrides, flagOf: args.flagOf });
+    const configFile = args.flags.config as string | undefined;
+    config = await loadConfig(simulatorConfigSchema, { file: configFile, overrides: args.overrides, flagOf: args.flagOf });
+    fleetOptions = await toFleetOptions(config, configFile);
     ackPath = args.flags['ack-file'] as string | undefined;
   } catch (err) {
     return reportUsageError(err);
@@ -53,7 +56,7 @@ export async function main(argv: string[]): Promise<number> {
     return reportUsageError(err);
   }
 
-  const fleet = new Fleet({ ...toFleetOptions(config), logger, ackLog: acks?.write });
+  const fleet = new Fleet({ ...fleetOptions, logger, ackLog: acks?.write });
   const signal = waitForSignal(logger);
   const finished = config.messagesPerDevice === undefined ? new Promise<never>(() => undefined) : fleet.whenDone();
   // A fleet that is stopped first rejects `finished`; the race below has already settled by then.

@@ -82,6 +82,8 @@ export interface SimulatedDeviceOptions {
   connectTimeoutMs: number;
   username?: string;
   password?: string;
+  /** CA certificate (PEM) to verify a TLS edge with. */
+  ca?: string;
   counters: DeviceCounters;
   hooks: DeviceHooks;
   clock: () => number;
@@ -150,6 +152,7 @@ export class SimulatedDevice implements ScheduledTask {
       connectTimeout: o.connectTimeoutMs,
       username: o.username,
       password: o.password,
+      ...(o.ca === undefined ? {} : { ca: o.ca, rejectUnauthorized: true }),
       outgoingStore: new DupFlagStore({ onRedeliver: () => this.#counters.resent++ }),
       // A QoS 0 message published while offline fails instead of waiting in an unbounded queue.
       queueQoSZero: false,

@@ -12,17 +12,21 @@ import { Metrics } from '../shared/metrics.ts';
 import { TopicMapper } from '../shared/topic-mapping.ts';
 import type { RunningMqttServer } from '../shared/mqtt-server.ts';
 import { startMqttServer } from '../shared/mqtt-server.ts';
+import { loadTlsServerOptions } from '../shared/tls-config.ts';
+import { Acl } from './acl.ts';
 import { EdgeCommands } from './commands.ts';
 import type { EdgeConfig } from './config.ts';
 import { DeadLetters } from './dead-letters.ts';
+import { DeviceAuth } from './device-auth.ts';
 import { EdgeBuffer } from './edge-buffer.ts';
 import { EdgeStatusReporter } from './edge-status.ts';
 import { Ingest } from './ingest.ts';
 import { LaneRouter } from './lanes.ts';
+import { MqttLimits } from './mqtt-limits.ts';
 import { ResendGuard } from './resend-guard.ts';
 import { startStatusServer } from './status-api.ts';
 import type { LinkState } from './uplink.ts';
-import { Uplink } from './uplink.ts';
+import { loadUplinkCredentials, Uplink } from './uplink.ts';
 
 export interface EdgeStatus {
   edgeId: string;
@@ -49,9 +53,14 @@ export class EdgeNode {
   #commands: EdgeCommands | null = null;
   #statusReporter: EdgeStatusReporter | null = null;
   #http: RunningHttpServer | null = null;
+  #deviceAuth: DeviceAuth | null = null;
+  #limits: MqttLimits | null = null;
+  /** The config file the node was started with, to name it in errors. */
+  readonly #configFile: string | undefined;
 
-  constructor(config: EdgeConfig, logger: Logger) {
+  constructor(config: EdgeConfig, logger: Logger, options: { configFile?: string } = {}) {
     this.config = config;
+    this.#configFile = options.configFile;
     this.#logger = logger.child({ component: 'edge', edgeId: config.edgeId });
   }
 
@@ -60,9 +69,9 @@ export class EdgeNode {
   }
 
   /** Ports actually bound (useful with port 0). `http` (the status endpoint) is null when it is off. */
-  get ports(): { mqtt: number; ws: number | null; http: number | null } {
+  get ports(): { mqtt: number | null; ws: number | null; tls: number | null; http: number | null } {
     if (!this.#broker) throw new Error('the edge node is not started');
-    return { mqtt: this.#broker.port, ws: this.#broker.wsPort, http: this.#http?.port ?? null };
+    return { mqtt: this.#broker.port, ws: this.#broker.wsPort, tls: this.#broker.tlsPort, http: this.#http?.port ?? null };
   }
 
   get buffer(): EdgeBuffer {
@@ -108,19 +117,46 @@ export class EdgeNode {
         overflow: config.buffer.overflow,
       });
       this.#ingest = ingest;
+      const deviceAuth = await DeviceAuth.open({ config, dataDir: this.dataDir, metrics: this.metrics, logger: this.#logger.child({ component: 'auth' }), configFile: this.#configFile });
+      this.#deviceAuth = deviceAuth;
+      const acl = new Acl({ config, deviceOf: (client) => deviceAuth.deviceOf(client), metrics: this.metrics, logger: this.#logger.child({ component: 'acl' }) });
+      const limits = new MqttLimits({ limits: config.limits, deadLetters, metrics: this.metrics, logger: this.#logger.child({ component: 'limits' }) });
+      this.#limits = limits;
+      const tls = config.mqtt.tls;
       this.#broker = await startMqttServer({
         host: config.mqtt.host,
         port: config.mqtt.port,
         wsPort: config.mqtt.wsPort,
+        tls: tls ? { port: tls.port, options: await loadTlsServerOptions(tls, { file: this.#configFile, key: 'mqtt.tls' }) } : null,
+        // Aedes' own client id check (MQTT 3.1 only) is off: DeviceAuth checks limits.maxClientIdLength for every version, and logs and counts it.
+        broker: { drainTimeout: config.limits.drainTimeoutMs, connectTimeout: config.limits.connectTimeoutMs, maxClientsIdLength: 65535 },
+        // A WebSocket message is buffered whole before the packet-size guard sees it: keep it near the packet limit.
+        maxWebSocketBytes: config.limits.maxPacketBytes > 0 ? config.limits.maxPacketBytes + 64 * 1024 : undefined,
+        onConnection: (client) => limits.onConnection(client),
         hooks: {
-          // Command replies (and stray publishes on command topics) are the commands' own; the rest is ingest's.
+          authenticate: deviceAuth.authenticate,
+          // Limits first (size, topic, rate), then the ACL; then command replies (and stray publishes on command
+          // topics) are the commands' own, and the rest is ingest's.
           authorizePublish: (client, packet, callback) => {
-            if (!commands.authorizePublish(client, packet, callback)) ingest.authorizePublish(client, packet, callback);
+            if (!client) {
+              ingest.authorizePublish(client, packet, callback);
+              return;
+            }
+            limits.admitPublish(client, packet, callback, (done) => {
+              if (!acl.allowPublish(client, packet, done)) return;
+              if (!commands.authorizePublish(client, packet, done)) ingest.authorizePublish(client, packet, done);
+            });
+          },
+          authorizeSubscribe: (client, subscription, callback) => {
+            const breach = limits.checkSubscribe(client, subscription);
+            if (breach !== null) callback(null, null);
+            else acl.authorizeSubscribe(client, subscription, callback);
           },
         },
         logger: this.#logger.child({ component: 'broker' }),
       });
       commands.attach(this.#broker.aedes);
+      deviceAuth.attach(this.#broker.aedes);
       this.#uplink = new Uplink({
         url: config.uplink.url,
         edgeId: config.edgeId,
@@ -129,6 +165,8 @@ export class EdgeNode {
         batchMaxBytes: config.uplink.batchMaxBytes,
         inflight: config.uplink.inflight,
         keepaliveSeconds: config.uplink.keepaliveSeconds,
+        // The token (uplink.token or uplink.tokenFile) and TLS options; a token file that cannot be read stops the start here.
+        ...(await loadUplinkCredentials(config.uplink, this.#configFile)),
         backoff: new Backoff({ initialMs: config.uplink.reconnectInitialMs, maxMs: config.uplink.reconnectMaxMs }),
         logger: this.#logger.child({ component: 'uplink' }),
         metrics: this.metrics,
@@ -162,8 +200,9 @@ export class EdgeNode {
     }
     const stats = this.#buffer!.stats();
     this.#logger.info('edge node started', {
-      mqtt: `mqtt://${config.mqtt.host}:${this.#broker!.port}`,
+      mqtt: this.#broker!.port === null ? null : `mqtt://${config.mqtt.host}:${this.#broker!.port}`,
       ws: this.#broker!.wsPort === null ? null : `ws://${config.mqtt.host}:${this.#broker!.wsPort}`,
+      mqtts: this.#broker!.tlsPort === null ? null : `mqtts://${config.mqtt.host}:${this.#broker!.tlsPort}`,
       uplink: config.uplink.url,
       http: this.#http?.url ?? null,
       dataDir: this.dataDir,
@@ -205,6 +244,10 @@ export class EdgeNode {
     this.#statusReporter = null;
     await this.#broker?.close();
     this.#broker = null;
+    this.#deviceAuth?.close();
+    this.#deviceAuth = null;
+    this.#limits?.close();
+    this.#limits = null;
     await this.#uplink?.stop();
     this.#uplink = null;
     this.#commands?.close();

@@ -144,7 +144,16 @@ export class Ingest {
   };
 
   #ingest(client: Client, packet: PublishPacket, payload: Uint8Array, hash: number, done: (err: Error | null) => void): void {
-    const result = this.#mapper.mapEncoded(packet.topic, payload);
+    let result;
+    try {
+      result = this.#mapper.mapEncoded(packet.topic, payload);
+    } catch (err) {
+      // The mapper rejects what it knows to be bad; anything it did not foresee must not reach Aedes, which would
+      // let the exception end the process.
+      this.#logger.error('mapping a message failed unexpectedly', { clientId: client.id, topic: packet.topic, err });
+      this.#reject(client.id, packet.topic, payload, 'unmappable', `the message could not be turned into an event: ${(err as Error).message}`, packet.qos, done);
+      return;
+    }
     if (!result.ok) {
       this.#reject(client.id, packet.topic, payload, result.error.reason, result.error.message, packet.qos, done);
       return;

@@ -6,6 +6,9 @@
  * Which lane an event takes is decided by rules in the edge config (`buffer.lanes`): a CloudEvent `type` prefix
  * or an MQTT topic filter; the first rule that matches wins, and an event no rule matches goes to `normal`.
  */
+import { topicFilterRegExp } from '../shared/topic-filter.ts';
+
+export { topicFilterRegExp };
 
 export const LANE_NAMES = ['high', 'normal', 'low'] as const;
 export type LaneName = (typeof LANE_NAMES)[number];
@@ -73,25 +76,4 @@ export class LaneRouter {
     }
     return lane;
   }
-}
-
-/** An MQTT topic filter (`+` one level, `#` the rest) as a regular expression over topic names. */
-export function topicFilterRegExp(filter: string): RegExp {
-  const levels = filter.split('/');
-  const parts = levels.map((level, i) => {
-    if (level === '#') {
-      if (i !== levels.length - 1) throw new Error(`topic filter "${filter}": "#" must be the last level`);
-      return null;
-    }
-    if (level === '+') return '[^/]*';
-    if (level.includes('+') || level.includes('#')) throw new Error(`topic filter "${filter}": a wildcard must be a whole level`);
-    return level.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  });
-  const last = parts[parts.length - 1];
-  if (last === null) {
-    const head = parts.slice(0, -1) as string[];
-    // "a/#" matches "a" itself and everything under it [MQTT-4.7.1-2].
-    return new RegExp(head.length === 0 ? '^(?!\\$)' : `^${head.join('/')}(?:/.*)?$`);
-  }
-  return new RegExp(`^${(parts as string[]).join('/')}$`);
 }

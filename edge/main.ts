@@ -27,7 +27,7 @@ export function main(argv: string[]): Promise<number> {
       schema: edgeConfigSchema,
       logSettings: (c) => c.log,
       statusIntervalMs: (c) => c.statusIntervalMs,
-      create: (c, logger) => new EdgeNode(c, logger),
+      create: (c, logger, context) => new EdgeNode(c, logger, context),
       rateKeys: ['accepted', 'forwarded'],
     },
     argv,

@@ -9,14 +9,25 @@
  * window is filled from the highest lane that has events to send, so alerts overtake a backlog of telemetry.
  * Events past their time to live never come out of the buffer's read; events past their own `expirytime` are
  * not sent, and are counted and released with the batch they were read in.
+ *
+ * The edge proves who it is with its token (MQTT user name = edge id, password = token) or a TLS client
+ * certificate, and always verifies the cloud's certificate on `mqtts://`, `tls://` and `wss://` URLs. A cloud that
+ * refuses the edge (CONNACK 2, 4 or 5) is logged once as an error saying what to do, and retried with backoff: the
+ * operator may fix the cloud's side without restarting the edge.
  */
 import { setTimeout as delay } from 'node:timers';
+import { readFile } from 'node:fs/promises';
+import type { ConnectionOptions } from 'node:tls';
 import mqtt from 'mqtt';
-import type { MqttClient } from 'mqtt';
+import type { IClientOptions, MqttClient } from 'mqtt';
+import { parseToken } from '../shared/access-token.ts';
 import type { Backoff } from '../shared/backoff.ts';
+import { ConfigError } from '../shared/errors.ts';
+import { loadTlsClientOptions } from '../shared/tls-config.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { Counter, Metrics } from '../shared/metrics.ts';
 import { encodeEntries, uplinkTopic } from '../shared/uplink-wire.ts';
+import type { EdgeConfig } from './config.ts';
 import type { BufferEntry, EdgeBuffer } from './edge-buffer.ts';
 import { isExpired } from './expiry.ts';
 import type { Lane } from './lanes.ts';
@@ -31,6 +42,10 @@ export interface UplinkOptions {
   /** Batches awaiting the cloud's acknowledgement at once, all lanes together. */
   inflight: number;
   keepaliveSeconds: number;
+  /** This edge's token for the cloud (`tributary edges add <edgeId>` on the cloud); sent as the MQTT password, the edge id as user name. */
+  token?: string;
+  /** TLS client options (shared/tls-config.ts `loadTlsClientOptions`) for `mqtts://`, `tls://` and `wss://` URLs. */
+  tls?: ConnectionOptions;
   backoff: Backoff;
   logger: Logger;
   metrics: Metrics;
@@ -97,6 +112,8 @@ export class Uplink {
   #unacked = 0;
   #reading = false;
   #retryTimer: ReturnType<typeof delay> | null = null;
+  /** The refusal last logged as an error; the same one again is not logged until the link has been up. */
+  #refusalLogged: string | null = null;
   #unsubscribe: (() => void) | null = null;
   readonly #forwarded: Counter;
   readonly #batches: Counter;
@@ -170,6 +187,8 @@ export class Uplink {
       connectTimeout: 10_000,
       keepalive: this.#o.keepaliveSeconds,
       queueQoSZero: false,
+      ...(this.#o.token === undefined ? {} : { username: this.#o.edgeId, password: this.#o.token }),
+      ...tlsOptions(this.#o.tls),
     });
     this.#client = client;
     client.on('connect', () => {
@@ -177,6 +196,7 @@ export class Uplink {
       // mqtt.js leaves Nagle's algorithm on; it holds each batch's small packets back by up to 40 ms.
       (client.stream as { setNoDelay?: (on: boolean) => void } | undefined)?.setNoDelay?.(true);
       this.#setState('connected');
+      this.#refusalLogged = null;
       this.#connects++;
       this.#o.backoff.reset();
       this.#reconnects.inc();
@@ -190,7 +210,7 @@ export class Uplink {
       this.#hook('onConnected', () => this.#o.onConnected?.(client));
       if (generation === this.#generation) this.#pump();
     });
-    const lost = (why: string) => {
+    const lost = (why: string, alreadyLogged = false) => {
       if (generation !== this.#generation || this.#state === 'stopped') return;
       const wasConnected = this.#state === 'connected';
       this.#generation++;
@@ -204,7 +224,7 @@ export class Uplink {
       this.#lastError = why;
       const attempt = this.#o.backoff.attempt;
       // The first failure and every tenth after it are warnings; the status line shows the link state meanwhile.
-      const level = attempt === 1 || attempt % 10 === 0 ? 'warn' : 'debug';
+      const level = !alreadyLogged && (attempt === 1 || attempt % 10 === 0) ? 'warn' : 'debug';
       this.#o.logger[level]('uplink down; reconnecting', { url: this.#o.url, reason: why, retryInMs: wait, attempt });
       if (wasConnected) this.#hook('onDisconnected', () => this.#o.onDisconnected?.());
       this.#retryTimer = delay(() => {
@@ -212,7 +232,20 @@ export class Uplink {
         if (this.#state === 'waiting') this.#connect();
       }, wait);
     };
-    client.on('error', (err) => lost(err.message));
+    client.on('error', (err) => {
+      const refusal = refusalOf(err, this.#o.edgeId);
+      if (refusal === undefined) {
+        lost(err.message);
+        return;
+      }
+      if (generation !== this.#generation || this.#state === 'stopped') return;
+      const first = this.#refusalLogged !== refusal;
+      if (first) {
+        this.#refusalLogged = refusal;
+        this.#o.logger.error(refusal, { url: this.#o.url, edgeId: this.#o.edgeId, error: err.message });
+      }
+      lost(refusal, true);
+    });
     client.on('close', () => lost('connection closed'));
     client.on('offline', () => lost('offline'));
   }
@@ -343,4 +376,67 @@ export class Uplink {
       (err) => this.#o.logger.error('cannot release acknowledged events from the buffer (the next release of the lane frees them)', { lane: LANE_NAMES[lane], err }),
     );
   }
+}
+
+/**
+ * The uplink's credentials from the edge's config, read at start-up: the token (`uplink.token`, or the first line
+ * of `uplink.tokenFile`) and the TLS client options (`uplink.tls`). A token file that cannot be read, is empty or
+ * holds no token is a ConfigError naming the key and the file (never the file's content).
+ */
+export async function loadUplinkCredentials(uplink: EdgeConfig['uplink'], configFile?: string): Promise<{ token?: string; tls: ConnectionOptions }> {
+  const tls = await loadTlsClientOptions(uplink.tls, { file: configFile, key: 'uplink.tls' });
+  if (uplink.tokenFile === undefined) {
+    if (uplink.token !== undefined && !parseToken(uplink.token)) {
+      throw new ConfigError('is not a token (tokens look like trb_<12 hex digits>_<43 characters>, as "tributary edges add" prints them)', { file: configFile, key: 'uplink.token' });
+    }
+    return { token: uplink.token, tls };
+  }
+  const where = { file: configFile, key: 'uplink.tokenFile' };
+  let text: string;
+  try {
+    text = await readFile(uplink.tokenFile, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'cannot be read by this user' : `cannot be read (${code ?? (err as Error).message})`;
+    throw new ConfigError(`the token file "${uplink.tokenFile}" ${why}; write the token "tributary edges add <edgeId>" printed on the cloud into it`, where, { cause: err });
+  }
+  const token = text.split(/\r?\n/, 1)[0].trim();
+  if (token === '') throw new ConfigError(`the token file "${uplink.tokenFile}" is empty; write the token "tributary edges add <edgeId>" printed on the cloud into it`, where);
+  if (!parseToken(token)) {
+    throw new ConfigError(`the first line of the token file "${uplink.tokenFile}" is not a token (tokens look like trb_<12 hex digits>_<43 characters>, as "tributary edges add" prints them)`, where);
+  }
+  return { token, tls };
+}
+
+/**
+ * The TLS settings mqtt.js passes to `tls.connect` (mqtts, tls) and to the WebSocket (wss): only the ones that
+ * say whom to trust and who we are, so nothing in them can change where the edge connects. The server is always
+ * verified.
+ */
+function tlsOptions(tls: ConnectionOptions | undefined): Pick<IClientOptions, 'ca' | 'cert' | 'key' | 'servername' | 'rejectUnauthorized'> & { minVersion?: ConnectionOptions['minVersion'] } {
+  const out: ReturnType<typeof tlsOptions> = { rejectUnauthorized: true };
+  if (!tls) return out;
+  if (tls.ca !== undefined) out.ca = tls.ca as IClientOptions['ca'];
+  if (tls.cert !== undefined) out.cert = tls.cert as IClientOptions['cert'];
+  if (tls.key !== undefined) out.key = tls.key as IClientOptions['key'];
+  if (tls.servername !== undefined) out.servername = tls.servername;
+  if (tls.minVersion !== undefined) out.minVersion = tls.minVersion;
+  return out;
+}
+
+/** TLS errors that mean the cloud's certificate is not one this edge trusts (Node's `err.code`). */
+const UNTRUSTED_CERTIFICATE = new Set(['UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_UNTRUSTED']);
+
+/** What to do about an error that retrying alone will not fix (the cloud refused the edge, an untrusted certificate); undefined for others. */
+function refusalOf(err: Error, edgeId: string): string | undefined {
+  const code = (err as { code?: unknown }).code;
+  const addIt = `run "tributary edges add ${edgeId}" on the cloud and put the token it prints in uplink.tokenFile`;
+  // CONNACK return codes, MQTT 3.1.1 §3.2.2.3.
+  if (code === 4) return `the cloud refused this edge's token (bad user name or password): ${addIt}`;
+  if (code === 5) return `the cloud refused this edge (not authorised): it needs a token or a client certificate; ${addIt}`;
+  if (code === 2) return `the cloud refused this edge's client id: the edge id "${edgeId}" must be the name its token or certificate was made for`;
+  if (typeof code === 'string' && UNTRUSTED_CERTIFICATE.has(code)) return `the cloud's TLS certificate is not trusted (${code}): set uplink.tls.caFile to the CA certificate that signed it`;
+  if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') return `the cloud's TLS certificate is not for the host in uplink.url (${err.message}): connect by a name the certificate holds, or set uplink.tls.serverName`;
+  if (code === 'CERT_HAS_EXPIRED') return "the cloud's TLS certificate has expired: renew it on the cloud";
+  return undefined;
 }

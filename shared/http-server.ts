@@ -5,7 +5,9 @@
  * `test/cloud/http-api.test.ts`, which serves from a Deno child process), so no runtime switch is needed.
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+import type { TlsOptions } from 'node:tls';
 import { createAdaptorServer } from '@hono/node-server';
 import { ConfigError, errorMessage } from './errors.ts';
 
@@ -26,12 +28,14 @@ export interface HttpServerOptions {
   port?: number;
   /** How long `close()` lets requests in flight finish before it cuts their connections. Default 1 s. */
   closeGraceMs?: number;
+  /** Serve HTTPS with these loaded options (shared/tls-config.ts `loadTlsServerOptions`); absent for plain HTTP. */
+  tls?: TlsOptions;
 }
 
 export interface RunningHttpServer {
   /** The port actually listened on. */
   readonly port: number;
-  /** Base URL of the server, e.g. `http://127.0.0.1:8080`. */
+  /** Base URL of the server, e.g. `http://127.0.0.1:8080` (`https://` with `tls`). */
   readonly url: string;
   /** Stops accepting, ends event streams, and resolves when every connection is closed. */
   close(): Promise<void>;
@@ -47,12 +51,12 @@ export async function startHttpServer(app: FetchApp, options: HttpServerOptions 
     // Keep the runtime's own Request and Response: replacing the globals would change them for the whole process.
     overrideGlobalObjects: false,
     // Nagle's algorithm delays small writes such as single events by up to 40 ms (DESIGN.md, "facts measured").
-    serverOptions: { noDelay: true },
+    ...(options.tls ? { createServer: createHttpsServer, serverOptions: { ...options.tls, noDelay: true } } : { serverOptions: { noDelay: true } }),
   }) as Server;
 
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error): void => {
-      reject(new ConfigError(`cannot listen for HTTP on ${host}:${options.port ?? 0}: ${errorMessage(err)}. Choose another host or port.`, {}, { cause: err }));
+      reject(new ConfigError(`cannot listen for ${options.tls ? 'HTTPS' : 'HTTP'} on ${host}:${options.port ?? 0}: ${errorMessage(err)}. Choose another host or port.`, {}, { cause: err }));
     };
     server.once('error', onError);
     server.listen(options.port ?? 0, host, () => {
@@ -61,15 +65,18 @@ export async function startHttpServer(app: FetchApp, options: HttpServerOptions 
     });
   });
 
-  const connections = trackConnections(server);
+  const connections = trackConnections(server, options.tls !== undefined);
   const port = (server.address() as AddressInfo).port;
   let closing: Promise<void> | undefined;
   return {
     port,
-    url: `http://${urlHost(host)}:${port}`,
+    url: `${options.tls ? 'https' : 'http'}://${urlHost(host)}:${port}`,
     close() {
       closing ??= new Promise<void>((resolve, reject) => {
-        const cutOff = setTimeout(() => server.closeAllConnections(), graceMs);
+        const cutOff = setTimeout(() => {
+          server.closeAllConnections();
+          connections.closeAll();
+        }, graceMs);
         server.close((err) => {
           clearTimeout(cutOff);
           if (err) reject(err);
@@ -88,12 +95,22 @@ export async function startHttpServer(app: FetchApp, options: HttpServerOptions 
  * Follows which connections are serving a request, so that `close()` can close the others at once. Node's
  * `closeIdleConnections()` is not enough: it leaves a connection that has not sent a request yet (`fetch`
  * opens a spare one when a request is aborted) to the header timeout, a minute away.
+ *
+ * Over TLS a connection serves requests once its handshake is done ('secureConnection', the socket requests
+ * come on); one still in its handshake ('connection', the TCP socket under it) is only cut by `closeAll()`.
  */
-function trackConnections(server: Server): { closeWhenIdle(): void } {
+function trackConnections(server: Server, secure: boolean): { closeWhenIdle(): void; closeAll(): void } {
   const sockets = new Set<Socket>();
   const busy = new Map<Socket, number>();
+  const handshaking = new Set<Socket>();
   let closing = false;
-  server.on('connection', (socket: Socket) => {
+  if (secure) {
+    server.on('connection', (socket: Socket) => {
+      handshaking.add(socket);
+      socket.once('close', () => handshaking.delete(socket));
+    });
+  }
+  server.on(secure ? 'secureConnection' : 'connection', (socket: Socket) => {
     sockets.add(socket);
     socket.once('close', () => {
       sockets.delete(socket);
@@ -119,6 +136,9 @@ function trackConnections(server: Server): { closeWhenIdle(): void } {
     closeWhenIdle() {
       closing = true;
       for (const socket of sockets) if (!busy.has(socket)) socket.destroy();
+    },
+    closeAll() {
+      for (const socket of [...sockets, ...handshaking]) socket.destroy();
     },
   };
 }

@@ -4,7 +4,8 @@
  * A rule maps a topic pattern with named single-level variables to CloudEvent attributes, e.g.
  * `telemetry/{deviceId}/{metric}` → type `io.tributary.telemetry.{metric}`. Every pattern names `{deviceId}`.
  * A payload that is a structured-mode CloudEvent (MQTT 3.1.1 binding §3.2: JSON event format, detected by its
- * `specversion` member) is validated and passed through unchanged.
+ * `specversion` member) is validated and passed through unchanged, provided its `source` is the path of the device
+ * its topic names or under it (`/edges/{edgeId}/devices/{deviceId}[/...]`): a device names its own events only.
  */
 import type { CloudEvent } from './cloud-event.ts';
 import { validateCloudEvent } from './cloud-event.ts';
@@ -34,6 +35,8 @@ interface TopicTarget {
   deviceId: string;
   type: string;
   source: string;
+  /** `source` + "/": a structured event's source may be under the device's path. */
+  sourceBelow: string;
   /** The topic's events in MessagePack, for `mapEncoded`. */
   template: EventTemplate;
 }
@@ -71,12 +74,24 @@ function isStructured(data: unknown): data is object {
   return data !== undefined && data !== null && typeof data === 'object' && 'specversion' in data;
 }
 
-function structured(data: object): MappingResult {
+/** `target`: what the publish's topic resolves to (null when no rule matches it). */
+function structured(data: object, topic: string, target: TopicTarget | null): MappingResult {
+  let event: CloudEvent;
   try {
-    return { ok: true, event: validateCloudEvent(data) };
+    event = validateCloudEvent(data);
   } catch (err) {
     return { ok: false, error: err as InvalidEventError };
   }
+  // Without a rule the topic names no device, so there is no path to hold the event's source to.
+  if (!target) return { ok: false, error: new InvalidEventError('unmapped-topic', `structured-mode CloudEvent on topic "${topic}", which matches no topic mapping rule, so the device it comes from is unknown; publish it under a topic of ingest.topics, e.g. events/{deviceId}/{name}`) };
+  const source = event.source;
+  if (source !== target.source && !source.startsWith(target.sourceBelow)) {
+    return {
+      ok: false,
+      error: new InvalidEventError('foreign-source', `structured-mode CloudEvent on topic "${topic}" has source "${source}"; events of device "${target.deviceId}" must have source "${target.source}" or a path under it (such as "${target.source}/sensor-1")`),
+    };
+  }
+  return { ok: true, event };
 }
 
 export type MappingResult = { ok: true; event: CloudEvent } | { ok: false; error: InvalidEventError };
@@ -118,8 +133,8 @@ export class TopicMapper {
   map(topic: string, payload: Uint8Array): MappingResult {
     const data = parsePayload(payload);
     if (data instanceof InvalidEventError) return { ok: false, error: data };
-    if (isStructured(data)) return structured(data);
     const target = this.#target(topic);
+    if (isStructured(data)) return structured(data, topic, target);
     if (!target) return { ok: false, error: unmappedTopic(topic) };
     const event: CloudEvent = {
       specversion: '1.0',
@@ -149,11 +164,11 @@ export class TopicMapper {
     }
     const data = parsePayload(payload);
     if (data instanceof InvalidEventError) return { ok: false, error: data };
+    const target = this.#target(topic);
     if (isStructured(data)) {
-      const result = structured(data);
+      const result = structured(data, topic, target);
       return result.ok ? { ok: true, bytes: encode(result.event), type: result.event.type } : result;
     }
-    const target = this.#target(topic);
     if (!target) return { ok: false, error: unmappedTopic(topic) };
     const time = this.#timeNow();
     const bytes =
@@ -193,7 +208,7 @@ export class TopicMapper {
       const deviceId = vars.deviceId;
       const type = rule.type.replace(TEMPLATE_VARIABLE, (_, name: string) => vars[name]);
       const source = `/edges/${this.#edgeId}/devices/${deviceId}`;
-      return { deviceId, type, source, template: new EventTemplate({ source, type, subject: deviceId }) };
+      return { deviceId, type, source, sourceBelow: `${source}/`, template: new EventTemplate({ source, type, subject: deviceId }) };
     }
     return null;
   }
@@ -221,6 +236,29 @@ function unmappedTopic(topic: string): InvalidEventError {
 
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
+/** Deepest JSON nesting a payload may have (objects and arrays); the fast path (json-to-msgpack.ts) takes up to 64. */
+export const MAX_JSON_DEPTH = 256;
+
+/** Whether the JSON text from `start` nests objects and arrays deeper than `max`; brackets inside strings do not count. */
+function nestedDeeperThan(bytes: Uint8Array, start: number, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = start; i < bytes.length; i++) {
+    const b = bytes[i];
+    if (inString) {
+      if (b === 0x5c /* \\ */) i++;
+      else if (b === 0x22 /* " */) inString = false;
+    } else if (b === 0x22) {
+      inString = true;
+    } else if (b === 0x7b || b === 0x5b) {
+      if (++depth > max) return true;
+    } else if (b === 0x7d || b === 0x5d) {
+      depth--;
+    }
+  }
+  return false;
+}
+
 /**
  * JSON when the payload is a JSON text (RFC 8259), `undefined` for opaque bytes. A payload that starts like a
  * JSON object or array but does not parse is a device bug, and is rejected rather than guessed at.
@@ -233,6 +271,10 @@ export function parsePayload(payload: Uint8Array): unknown {
   const structured = first === 0x7b /* { */ || first === 0x5b; /* [ */
   const scalar = first === 0x22 || first === 0x2d || (first >= 0x30 && first <= 0x39) || first === 0x74 || first === 0x66 || first === 0x6e;
   if (!structured && !scalar) return undefined;
+  if (structured && nestedDeeperThan(payload, i, MAX_JSON_DEPTH)) {
+    // JSON.parse copes, but encoding such a value recursively overflows the call stack (about 3,000 levels).
+    return new InvalidEventError('too-deep', `JSON payload is nested deeper than ${MAX_JSON_DEPTH} levels; flatten it`);
+  }
   try {
     return JSON.parse(decoder.decode(payload));
   } catch (err) {

@@ -23,13 +23,15 @@ export interface NodeCommand<S extends z.ZodType> {
   schema: S;
   logSettings(config: z.output<S>): { level: LogLevelName; format: LogFormat };
   statusIntervalMs(config: z.output<S>): number;
-  create(config: z.output<S>, logger: Logger): RunnableNode;
+  /** `configFile`: the file the config came from (if any), for error messages that name it. */
+  create(config: z.output<S>, logger: Logger, context: { configFile?: string }): RunnableNode;
   /** Status counters shown also as a per-second rate (`<name>PerSec`). */
   rateKeys: readonly string[];
 }
 
 export async function runNodeCommand<S extends z.ZodType>(command: NodeCommand<S>, argv: readonly string[]): Promise<number> {
   let config: z.output<S>;
+  let configFile: string | undefined;
   try {
     const args = parseArgs(command.spec, argv);
     if (args.help) {
@@ -37,8 +39,9 @@ export async function runNodeCommand<S extends z.ZodType>(command: NodeCommand<S
       return 0;
     }
     if (args.positionals.length) throw new UsageError(`unexpected argument "${args.positionals[0]}"; see "tributary ${command.spec.name} --help"`);
+    configFile = args.flags.config as string | undefined;
     config = await loadConfig(command.schema, {
-      file: args.flags.config as string | undefined,
+      file: configFile,
       overrides: args.overrides,
       flagOf: args.flagOf,
     });
@@ -46,7 +49,7 @@ export async function runNodeCommand<S extends z.ZodType>(command: NodeCommand<S
     return reportUsageError(err);
   }
   const logger = new Logger(command.logSettings(config)).child({ component: command.spec.name });
-  const node = command.create(config, logger);
+  const node = command.create(config, logger, { configFile });
   try {
     await node.start();
   } catch (err) {

@@ -2,11 +2,13 @@
  * `tributary status`: what an edge node is doing, read from its status endpoint (`GET /v1/status`, see
  * edge/status-api.ts): the link to the cloud, connected devices, buffer depth per lane with bytes and oldest
  * age, rates, the time until the backlog has drained, and drops. `--json` prints the report as it came;
- * `--watch N` refreshes every N seconds until Ctrl-C; `--cloud URL` adds the cloud node's `/healthz`.
+ * `--watch N` refreshes every N seconds until Ctrl-C; `--cloud URL` adds the cloud node's `/healthz` (sent with the API
+ * token of `--token-file FILE` or `TRIBUTARY_TOKEN`, when one is given).
  *
  * Exit status: 0 when every endpoint asked answered; 1 when one is unreachable, answers with an error, or is not
  * what was asked for (one line on stderr says which and why); 2 for flags that cannot be used.
  */
+import { readFile } from 'node:fs/promises';
 import process from 'node:process';
 import type { EdgeStatusReport } from '../edge-status-report.ts';
 import { parseEdgeStatusReport } from '../edge-status-report.ts';
@@ -24,11 +26,18 @@ export const spec: CommandSpec = {
   flags: [
     { name: 'edge', type: 'string', value: 'URL', default: DEFAULT_EDGE_STATUS_URL, help: "The edge's status endpoint." },
     { name: 'cloud', type: 'string', value: 'URL', help: "Also show the health of the cloud node whose HTTP API is at URL (e.g. http://127.0.0.1:8080)." },
+    { name: 'token-file', type: 'string', value: 'FILE', help: 'File whose first line is an API token for the --cloud requests (default: the TRIBUTARY_TOKEN environment variable).' },
     { name: 'json', type: 'boolean', help: 'Print the raw JSON report (with --watch, one line per refresh).' },
     { name: 'watch', type: 'number', value: 'SECONDS', help: 'Refresh every SECONDS until Ctrl-C.' },
     { name: 'timeout', type: 'number', value: 'SECONDS', default: 5, help: 'How long to wait for an answer.' },
   ],
-  examples: ['tributary status', 'tributary status --edge http://gateway-7:8081 --watch 2', 'tributary status --json | jq .buffer', 'tributary status --cloud http://127.0.0.1:8080'],
+  examples: [
+    'tributary status',
+    'tributary status --edge http://gateway-7:8081 --watch 2',
+    'tributary status --json | jq .buffer',
+    'tributary status --cloud http://127.0.0.1:8080',
+    'tributary status --cloud https://cloud.example:8443 --token-file ops.token',
+  ],
 };
 
 /** Where the command writes, and what stops `--watch` (Ctrl-C when run from the command line). */
@@ -37,6 +46,8 @@ export interface StatusIo {
   stderr: { write(text: string): unknown };
   /** Ends `--watch`. */
   stop?: AbortSignal;
+  /** The environment (`TRIBUTARY_TOKEN`); default `process.env`. */
+  env?: Readonly<Record<string, string | undefined>>;
 }
 
 /** An endpoint that cannot be reached or did not give what was asked for; the message is the whole story. */
@@ -53,6 +64,8 @@ interface Settings {
   json: boolean;
   watchMs: number | null;
   timeoutMs: number;
+  /** API token sent with the cloud requests. */
+  token: string | null;
 }
 
 export async function main(argv: string[], io?: StatusIo): Promise<number> {
@@ -64,6 +77,7 @@ export async function main(argv: string[], io?: StatusIo): Promise<number> {
       return 0;
     }
     settings = settingsOf(args.flags, args.positionals);
+    settings.token = await tokenOf(args.flags['token-file'] as string | undefined, io?.env ?? process.env);
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
     (io?.stderr ?? process.stderr).write(`tributary: ${err.message}\n`);
@@ -92,7 +106,21 @@ function settingsOf(flags: Record<string, string | number | boolean | undefined>
   const cloud = flags.cloud === undefined ? null : baseUrl(String(flags.cloud), 'cloud');
   // The edge is shown unless only the cloud was asked for.
   const edge = flags.edge !== undefined || cloud === null ? baseUrl(String(flags.edge ?? DEFAULT_EDGE_STATUS_URL), 'edge') : null;
-  return { edge, cloud, json: flags.json === true, watchMs: watch === undefined ? null : watch * 1000, timeoutMs: timeout * 1000 };
+  return { edge, cloud, json: flags.json === true, watchMs: watch === undefined ? null : watch * 1000, timeoutMs: timeout * 1000, token: null };
+}
+
+/** The API token: the first line of `--token-file`, else `TRIBUTARY_TOKEN`; null for none. Never repeated in errors. */
+async function tokenOf(file: string | undefined, env: Readonly<Record<string, string | undefined>>): Promise<string | null> {
+  if (file === undefined) return env.TRIBUTARY_TOKEN?.trim() || null;
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`flag --token-file: cannot read "${file}" (${(err as NodeJS.ErrnoException).code ?? errorMessage(err)})`);
+  }
+  const token = text.split(/\r?\n/, 1)[0].trim();
+  if (token === '') throw new UsageError(`flag --token-file: "${file}" is empty; put the token "tributary tokens add" printed in it`);
+  return token;
 }
 
 /** `host:port`, `http://host:port/` or the full `.../v1/status` URL → `http://host:port` (with any base path). */
@@ -141,7 +169,7 @@ async function run(settings: Settings, io: StatusIo): Promise<number> {
 async function render(settings: Settings, stop: AbortSignal | undefined): Promise<string> {
   const [edge, cloud] = await Promise.all([
     settings.edge === null ? null : fetchEdgeStatus(settings.edge, settings.timeoutMs, stop),
-    settings.cloud === null ? null : fetchCloudHealth(settings.cloud, settings.timeoutMs, stop),
+    settings.cloud === null ? null : fetchCloudHealth(settings.cloud, settings.timeoutMs, stop, settings.token ?? undefined),
   ]);
   if (settings.json) {
     if (cloud === null) return `${JSON.stringify(edge)}\n`;
@@ -169,20 +197,22 @@ export interface CloudHealth {
 }
 
 /** `GET {base}/healthz` of a cloud node. */
-export async function fetchCloudHealth(base: string, timeoutMs: number, stop?: AbortSignal): Promise<CloudHealth> {
+export async function fetchCloudHealth(base: string, timeoutMs: number, stop?: AbortSignal, token?: string): Promise<CloudHealth> {
   const url = `${base}/healthz`;
-  const body = (await getJson(url, 'cloud', timeoutMs, stop)) as Partial<CloudHealth> | null;
+  const body = (await getJson(url, 'cloud', timeoutMs, stop, token)) as Partial<CloudHealth> | null;
   if (typeof body !== 'object' || body === null || typeof body.status !== 'string' || typeof body.lastOffset !== 'number') {
     throw new StatusFetchError(`${url} is not a Tributary cloud node's health endpoint (no "status" and "lastOffset"); give the cloud's HTTP API URL`);
   }
   return body as CloudHealth;
 }
 
-async function getJson(url: string, what: 'edge' | 'cloud', timeoutMs: number, stop?: AbortSignal): Promise<unknown> {
+async function getJson(url: string, what: 'edge' | 'cloud', timeoutMs: number, stop?: AbortSignal, token?: string): Promise<unknown> {
   const signals = [AbortSignal.timeout(timeoutMs), ...(stop ? [stop] : [])];
+  const headers: Record<string, string> = { accept: 'application/json' };
+  if (token !== undefined) headers.authorization = `Bearer ${token}`;
   let response: Response;
   try {
-    response = await fetch(url, { signal: AbortSignal.any(signals), headers: { accept: 'application/json' } });
+    response = await fetch(url, { signal: AbortSignal.any(signals), headers });
   } catch (err) {
     if ((err as Error).name === 'TimeoutError') throw new StatusFetchError(`the ${what} at ${url} did not answer within ${timeoutMs / 1000} s`, { cause: err });
     throw new StatusFetchError(`cannot reach the ${what} at ${url}: ${networkReason(err)}; is it running${what === 'edge' ? ' with its status endpoint on (--http-port)' : ''}?`, { cause: err });

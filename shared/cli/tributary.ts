@@ -18,6 +18,10 @@ const SUBCOMMANDS: Record<string, Subcommand> = {
   edge: { module: '../../edge/main', summary: 'Run an edge node: MQTT broker for devices, store-and-forward buffer, uplink.' },
   simulate: { module: '../../devices/main', summary: 'Run a fleet of simulated devices against an edge node.' },
   status: { module: './status', summary: "Show an edge node's link, devices, buffer per lane, rates and drops." },
+  devices: { module: '../../edge/devices-command', summary: 'Add, remove and list the devices that may connect to an edge node (passwords).' },
+  edges: { module: '../../cloud/edges-command', summary: 'Add, remove and list the edges a cloud node accepts (tokens).' },
+  tokens: { module: '../../cloud/tokens-command', summary: "Add, remove and list bearer tokens for the cloud's HTTP API and streams." },
+  certs: { module: './certs', summary: 'Make a development CA and certificates for trying TLS out (certs dev).' },
 };
 
 function usage(): string {

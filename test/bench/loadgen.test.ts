@@ -64,9 +64,9 @@ describe('LoadGenerator against a real Aedes broker', () => {
     server = undefined;
   });
 
-  async function broker(hooks = {}): Promise<RunningMqttServer> {
+  async function broker(hooks = {}): Promise<{ port: number }> {
     server = await startMqttServer({ host: '127.0.0.1', port: 0, wsPort: null, hooks, logger: silentLogger });
-    return server;
+    return { port: server.port! };
   }
 
   it.each([0, 1] as const)('saturating at QoS %i, every message the broker finished reaches a subscriber once', async (qos) => {

@@ -86,7 +86,7 @@ export interface EdgeStart {
 
 export async function startEdge(options: EdgeStart): Promise<EdgeTarget> {
   const port = await freePort();
-  const args = ['edge', '--edge-id', options.edgeId ?? 'bench-edge', '--data-dir', options.dataDir, '--port', String(port), '--ws-port', '0', '--http-port', '0'];
+  const args = ['edge', '--edge-id', options.edgeId ?? 'bench-edge', '--data-dir', options.dataDir, '--port', String(port), '--ws-port', '0', '--http-port', '0', '--allow-anonymous', '--publish-rate', '0', '--max-connections-per-ip', '0'];
   if (options.configFile) args.push('--config', options.configFile);
   args.push('--cloud', options.cloudUrl, '--durability', options.durability, '--status-interval', '0');
   const proc = new NodeProcess(options.runtime, args, { cpu: options.cpu ?? CORES.system });
@@ -100,7 +100,7 @@ export interface CloudTarget extends Target {
 }
 
 export async function startCloud(runtime: Runtime, dataDir: string, uplinkPort = 0, cpu: number = CORES.cloud): Promise<CloudTarget> {
-  const args = ['cloud', '--data-dir', dataDir, '--uplink-port', String(uplinkPort), '--http-port', '0', '--status-interval', '0'];
+  const args = ['cloud', '--data-dir', dataDir, '--uplink-port', String(uplinkPort), '--http-port', '0', '--status-interval', '0', '--allow-anonymous'];
   const proc = new NodeProcess(runtime, args, { cpu, nice: cpu === CORES.load ? CLOUD_NICE : undefined });
   const started = await proc.waitForLog('cloud node started');
   const uplinkUrl = String(started.uplink);

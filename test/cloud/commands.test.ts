@@ -32,7 +32,7 @@ describe('cloud commands', () => {
   });
 
   async function startCloud(path = tempDir('tributary-commands-').path): Promise<{ node: CloudNode; path: string }> {
-    const config = parseConfig(cloudConfigSchema, {
+    const config = parseConfig(cloudConfigSchema, { auth: { allowAnonymous: true },
       dataDir: path,
       store: { durability: 'crash-safe' },
       uplink: { port: 0 },

@@ -47,7 +47,7 @@ for (const runtime of ['node', 'deno'] as Runtime[]) {
     });
 
     async function post(body: Record<string, unknown>): Promise<Response> {
-      return fetch(`${mesh.httpUrl}/v1/devices/${DEVICE}/commands`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      return fetch(`${mesh.httpUrl}/v1/devices/${DEVICE}/commands`, { method: 'POST', headers: { 'content-type': 'application/json', ...mesh.authHeaders }, body: JSON.stringify(body) });
     }
 
     async function create(body: Record<string, unknown>): Promise<View> {
@@ -57,7 +57,7 @@ for (const runtime of ['node', 'deno'] as Runtime[]) {
     }
 
     async function state(id: string): Promise<string> {
-      return ((await (await fetch(`${mesh.httpUrl}/v1/commands/${id}`)).json()) as { command: View }).command.state;
+      return ((await (await fetch(`${mesh.httpUrl}/v1/commands/${id}`, { headers: mesh.authHeaders })).json()) as { command: View }).command.state;
     }
 
     it('reaches a device after the edge comes back, unless its time to live passed meanwhile', async () => {
@@ -90,7 +90,7 @@ for (const runtime of ['node', 'deno'] as Runtime[]) {
       await waitFor('the probe reply', async () => (await state(probe.id)) === 'replied', 15_000, 100);
 
       expect(device.received.map((c) => c.name)).toEqual(['probe']);
-      const log = (await readCloudLog(mesh.httpUrl)).map((e) => e.event);
+      const log = (await readCloudLog(mesh)).map((e) => e.event);
       const ofCommand = (id: string) => log.filter((e) => e.commandid === id).map((e) => e.type);
       const reply = log.find((e) => e.type === 'io.tributary.command.reply' && e.commandid === later.id);
       expect(reply).toMatchObject({ source: `/edges/edge-cmd/devices/${DEVICE}`, subject: DEVICE, data: { ok: true, received: 'after-restart' } });

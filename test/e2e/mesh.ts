@@ -7,8 +7,15 @@
  * file with a short reconnect backoff (50 ms doubling to 500 ms), so a test does not wait seconds for it to see a
  * cloud that came back. With `proxy`, the edge's uplink goes through a TcpProxy that the test cuts, delays or
  * partitions.
+ *
+ * The mesh runs secured as a user would run it: the cloud accepts only its edge's token and answers the API only
+ * with a bearer token (`mesh.apiToken`, scope admin), both made before it starts. Devices connect anonymously
+ * (`auth.allowAnonymous` in the edge config) unless `deviceCredentials` asks for a password per simulated device.
  */
 import { writeFileSync } from 'node:fs';
+import { ApiTokens } from '../../cloud/api-tokens.ts';
+import { EdgeCredentials } from '../../cloud/edge-credentials.ts';
+import { DeviceCredentials } from '../../edge/device-credentials.ts';
 import type { CloudEvent } from '../../shared/cloud-event.ts';
 import { freePort } from '../helpers/free-port.ts';
 import type { Runtime } from '../helpers/node-process.ts';
@@ -31,6 +38,8 @@ export interface MeshOptions {
   /** Run one node on another runtime than the mesh's (e.g. an edge on Deno with a cloud on Node). */
   cloudRuntime?: Runtime;
   edgeRuntime?: Runtime;
+  /** Give simulated devices `{prefix}0001` ... `{prefix}NNNN` (default prefix `sim-`) passwords, and turn anonymous devices off. */
+  deviceCredentials?: { devices: number; prefix?: string };
 }
 
 export interface Mesh {
@@ -49,6 +58,12 @@ export interface Mesh {
   /** What the edge dials for its uplink: the proxy's URL with `proxy`, otherwise `cloudUplinkUrl`. */
   edgeUplinkUrl: string;
   proxy: TcpProxy | undefined;
+  /** A cloud API token with scope admin. */
+  apiToken: string;
+  /** `{authorization: 'Bearer <apiToken>'}`, for fetch. */
+  authHeaders: Record<string, string>;
+  /** The simulator's credentials file (`deviceCredentials`), in the format `tributary devices add --json` prints. */
+  simulatorCredentials: string | undefined;
   startCloud(): Promise<NodeProcess>;
   /** Sends `signal` (default SIGKILL) to the cloud and waits for it to exit; returns its exit code. */
   killCloud(signal?: NodeJS.Signals): Promise<number | null>;
@@ -68,6 +83,23 @@ export async function startMesh(runtime: Runtime, options: string | MeshOptions 
   const proxy = o.proxy ? await TcpProxy.start({ ...(o.proxy === true ? {} : o.proxy), target: { port: uplinkPort } }) : undefined;
   const edgeUplinkUrl = proxy?.url ?? cloudUplinkUrl;
 
+  // Credentials, as an operator makes them: the edge's token on the cloud, an API token, devices' passwords.
+  const edgeTokenFile = `${dir.path}/edge-token`;
+  const edges = await EdgeCredentials.open(`${dir.path}/cloud/edges.json`);
+  writeFileSync(edgeTokenFile, (await edges.add(edgeId)).token + '\n', { mode: 0o600 });
+  const apiToken = (await (await ApiTokens.open(`${dir.path}/cloud/tokens.json`)).add('e2e', ['admin'])).token;
+  let simulatorCredentials: string | undefined;
+  if (o.deviceCredentials) {
+    const devices = await DeviceCredentials.open(`${dir.path}/edge/devices.json`);
+    const list: { deviceId: string; password: string }[] = [];
+    for (let i = 1; i <= o.deviceCredentials.devices; i++) {
+      const deviceId = `${o.deviceCredentials.prefix ?? 'sim-'}${String(i).padStart(4, '0')}`;
+      list.push({ deviceId, password: (await devices.add(deviceId)).password });
+    }
+    simulatorCredentials = `${dir.path}/simulator-credentials.json`;
+    writeFileSync(simulatorCredentials, JSON.stringify({ devices: list }), { mode: 0o600 });
+  }
+
   const edgeConfigFile = `${dir.path}/edge.json`;
   const edgeConfig = merge(
     {
@@ -75,7 +107,8 @@ export async function startMesh(runtime: Runtime, options: string | MeshOptions 
       dataDir: `${dir.path}/edge`,
       mqtt: { host: '127.0.0.1', port: mqttPort, wsPort: 0 },
       http: { port: 0 },
-      uplink: { url: edgeUplinkUrl, reconnectInitialMs: 50, reconnectMaxMs: 500 },
+      auth: { allowAnonymous: !o.deviceCredentials },
+      uplink: { url: edgeUplinkUrl, reconnectInitialMs: 50, reconnectMaxMs: 500, tokenFile: edgeTokenFile },
       statusIntervalMs: 0,
     },
     o.edgeConfig ?? {},
@@ -93,6 +126,9 @@ export async function startMesh(runtime: Runtime, options: string | MeshOptions 
     cloudUplinkUrl,
     edgeUplinkUrl,
     proxy,
+    apiToken,
+    authHeaders: { authorization: `Bearer ${apiToken}` },
+    simulatorCredentials,
     async startCloud() {
       const cloud = new NodeProcess(o.cloudRuntime ?? runtime, cloudArgs);
       mesh.cloud = cloud;
@@ -161,16 +197,20 @@ export function startSimulator(mesh: Mesh, o: SimulatorOptions): NodeProcess {
   writeFileSync(configFile, JSON.stringify({ reconnectPeriodMs: o.reconnectPeriodMs ?? 200 }));
   const args = ['simulate', '--config', configFile, '--edge', o.url ?? mesh.edgeUrl, '--devices', String(o.devices), '--messages', String(o.messages), '--rate', String(o.rate), '--qos', '1', '--status-interval', '0'];
   if (o.ackFile) args.push('--ack-file', o.ackFile);
+  if (mesh.simulatorCredentials) args.push('--credentials', mesh.simulatorCredentials);
   if (o.seed !== undefined) args.push('--seed', String(o.seed));
   return new NodeProcess(o.runtime ?? mesh.runtime, args);
 }
 
-/** Every event in the cloud log, read page by page over the HTTP API. */
-export async function readCloudLog(httpUrl: string): Promise<{ offset: number; event: CloudEvent }[]> {
+/** Every event in the cloud log, read page by page over the HTTP API (with the mesh's token; or a URL and a token). */
+export async function readCloudLog(target: Pick<Mesh, 'httpUrl' | 'apiToken'> | string, token?: string): Promise<{ offset: number; event: CloudEvent }[]> {
+  const httpUrl = typeof target === 'string' ? target : target.httpUrl;
+  const bearer = typeof target === 'string' ? token : target.apiToken;
+  const headers: Record<string, string> = bearer === undefined ? {} : { authorization: `Bearer ${bearer}` };
   const out: { offset: number; event: CloudEvent }[] = [];
   let from = 1;
   for (;;) {
-    const res = await fetch(`${httpUrl}/v1/events?from=${from}&limit=10000`);
+    const res = await fetch(`${httpUrl}/v1/events?from=${from}&limit=10000`, { headers });
     if (!res.ok) throw new Error(`GET /v1/events: ${res.status} ${await res.text()}`);
     const page = (await res.json()) as { events: { offset: number; event: CloudEvent }[]; next: number; lastOffset: number };
     out.push(...page.events);

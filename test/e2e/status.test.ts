@@ -33,7 +33,7 @@ for (const runtime of ['node', 'deno'] as Runtime[]) {
       uplinkPort = await freePort(); // no cloud yet: the edge buffers
       edge = new NodeProcess(runtime, [
         'edge', '--edge-id', `status-${runtime}`, '--data-dir', `${dir.path}/edge`, '--port', '0', '--ws-port', '0', '--http-port', '0',
-        '--cloud', `mqtt://127.0.0.1:${uplinkPort}`, '--durability', 'crash-safe', '--status-interval', '0',
+        '--cloud', `mqtt://127.0.0.1:${uplinkPort}`, '--durability', 'crash-safe', '--status-interval', '0', '--allow-anonymous',
       ]);
       const started = await edge.waitForLog('edge node started');
       edgeStatusUrl = String(started.http);
@@ -74,7 +74,7 @@ for (const runtime of ['node', 'deno'] as Runtime[]) {
     });
 
     it('shows the backlog drained once the cloud is up, and the cloud\'s health with --cloud', async () => {
-      cloud = new NodeProcess(runtime, ['cloud', '--data-dir', `${dir.path}/cloud`, '--uplink-port', String(uplinkPort), '--http-port', '0', '--durability', 'crash-safe', '--status-interval', '0']);
+      cloud = new NodeProcess(runtime, ['cloud', '--data-dir', `${dir.path}/cloud`, '--uplink-port', String(uplinkPort), '--http-port', '0', '--durability', 'crash-safe', '--status-interval', '0', '--allow-anonymous']);
       const cloudHttp = String((await cloud.waitForLog('cloud node started')).http);
       const drained = await waitFor('the backlog forwarded', async () => {
         const { stdout } = await status(runtime, ['--edge', edgeStatusUrl, '--json']);

@@ -20,7 +20,9 @@ const MAX_BYTES = 1024 * 1024;
 const PAD = 'x'.repeat(1000);
 
 function edgeConfig(dataDir: string, cloudPort: number, overflow: 'backpressure' | 'drop-oldest') {
-  return parseConfig(edgeConfigSchema, {
+  return parseConfig(edgeConfigSchema, { auth: { allowAnonymous: true },
+    // One device fills the buffer as fast as it can: no publish rate limit.
+    limits: { publishRatePerSecond: 0 },
     edgeId: 'edge-limits',
     dataDir,
     mqtt: { host: '127.0.0.1', port: 0, wsPort: null },
@@ -74,10 +76,10 @@ describe('edge buffer limits', () => {
 
   it('under drop-oldest, acknowledges every publish, holds at most maxBytes and counts every dropped event', async () => {
     const { edge } = await startEdge('drop-oldest');
-    const dev = await device(edge.ports.mqtt, 'dev-1');
+    const dev = await device(edge.ports.mqtt!, 'dev-1');
     cleanups.push(() => dev.endAsync(true));
     // An alert first: it travels in the high lane, which is dropped from last.
-    const alert = { specversion: '1.0', id: 'alert-1', source: '/sensors/dev-1', type: 'io.tributary.alert.vibration', data: { level: 9 } };
+    const alert = { specversion: '1.0', id: 'alert-1', source: '/edges/edge-limits/devices/dev-1', type: 'io.tributary.alert.vibration', data: { level: 9 } };
     await dev.publishAsync('events/dev-1/alert', JSON.stringify(alert), { qos: 1 });
 
     const published = 4000; // about 4.7 MiB of events into a 1 MiB buffer
@@ -103,7 +105,7 @@ describe('edge buffer limits', () => {
 
   it('under backpressure, holds PUBACKs while the buffer is full and gives them once the cloud drains it, every event once', async () => {
     const { edge, cloudPort } = await startEdge('backpressure');
-    const dev = await device(edge.ports.mqtt, 'dev-1', true);
+    const dev = await device(edge.ports.mqtt!, 'dev-1', true);
     cleanups.push(() => dev.endAsync(true));
 
     const published = 1500; // about 1.8 MiB of events into a 1 MiB buffer
@@ -123,7 +125,7 @@ describe('edge buffer limits', () => {
     expect(edge.metrics.total('tributary_edge_events_dropped_total')).toBe(0);
 
     // QoS 0 messages have no PUBACK to hold back: while the buffer is full they are dropped, and counted.
-    const other = await device(edge.ports.mqtt, 'dev-2');
+    const other = await device(edge.ports.mqtt!, 'dev-2');
     cleanups.push(() => other.endAsync(true));
     for (let i = 0; i < 5; i++) await other.publishAsync('telemetry/dev-2/temperature', '{"celsius":20}', { qos: 0 });
     await waitFor('the QoS 0 messages counted', () => droppedTotal(edge)['lane=normal,reason=full-qos0'] === 5);
@@ -139,7 +141,7 @@ describe('edge buffer limits', () => {
     const cloudDir = tempDir();
     cleanups.push(() => cloudDir.remove());
     const cloud = new CloudNode(
-      parseConfig(cloudConfigSchema, { dataDir: cloudDir.path, store: { durability: 'crash-safe' }, uplink: { host: '127.0.0.1', port: cloudPort }, http: { host: '127.0.0.1', port: 0 }, statusIntervalMs: 0 }),
+      parseConfig(cloudConfigSchema, { auth: { allowAnonymous: true }, dataDir: cloudDir.path, store: { durability: 'crash-safe' }, uplink: { host: '127.0.0.1', port: cloudPort }, http: { host: '127.0.0.1', port: 0 }, statusIntervalMs: 0 }),
       logger,
     );
     await cloud.start();

@@ -98,7 +98,7 @@ describe('edge commands', () => {
     cleanups.push(() => cloud.server.close());
     const dir = tempDir('tributary-edge-commands-');
     cleanups.push(() => dir.remove());
-    const config = parseConfig(edgeConfigSchema, {
+    const config = parseConfig(edgeConfigSchema, { auth: { allowAnonymous: true },
       edgeId: EDGE,
       dataDir: dir.path,
       mqtt: { host: '127.0.0.1', port: 0, wsPort: null },
@@ -229,16 +229,23 @@ describe('edge commands', () => {
     expect(dev.received[0].id).toBe(c.id);
   });
 
-  it('keeps a reply to an unknown command, and a device publish on a command topic, as dead letters', async () => {
+  it("keeps a reply to an unknown command as a dead letter, and closes a device that publishes on another's command topics", async () => {
     const { cloud, device, edge } = await setup();
     const victim = await device('dev-6');
     await victim.client.subscribeAsync('commands/dev-6', { qos: 1 });
     const intruder = await device('dev-7');
     await intruder.client.publishAsync(`commands/dev-7/replies/${ids.next()}`, '{"ok":true}', { qos: 1 });
-    await intruder.client.publishAsync('commands/dev-6/replies/not-a-command', '{"ok":true}', { qos: 1 });
-    await intruder.client.publishAsync('commands/dev-6', JSON.stringify({ id: ids.next(), data: 'rm -rf', expiresAt: new Date(Date.now() + 60_000).toISOString() }), { qos: 1 });
-    expect(edge.metrics.total('tributary_edge_messages_rejected_total')).toBe(3);
-    expect(edge.status().deadLetters).toBe(3);
+    expect(edge.metrics.total('tributary_edge_messages_rejected_total')).toBe(1);
+    expect(edge.status().deadLetters).toBe(1);
+    // The ACL refuses both before the commands see them: MQTT 3.1.1 has no negative PUBACK, so the connection closes.
+    intruder.client.publish('commands/dev-6/replies/not-a-command', '{"ok":true}', { qos: 1 });
+    await waitFor('the reply to be refused', () => edge.metrics.total('tributary_edge_acl_denied_total') === 1);
+    await intruder.client.endAsync(true);
+    const again = await device('dev-7', { clean: true });
+    again.client.publish('commands/dev-6', JSON.stringify({ id: ids.next(), data: 'rm -rf', expiresAt: new Date(Date.now() + 60_000).toISOString() }), { qos: 1 });
+    await waitFor('the command to be refused', () => edge.metrics.total('tributary_edge_acl_denied_total') === 2);
+    await again.client.endAsync(true);
+    expect(edge.status().deadLetters).toBe(1);
     // Only what the edge itself publishes reaches a device's command topic.
     const probe = command('dev-6', 60_000, 'probe');
     cloud.send(probe);

@@ -33,6 +33,8 @@ async function startCloud(dir: string, port = 0): Promise<{ log: LevelCloudLog; 
 
 function edgeConfig(dataDir: string, cloudPort: number, overrides: Record<string, unknown> = {}) {
   return parseConfig(edgeConfigSchema, {
+    // dev-3 may publish outside the topic mapping, to show what becomes of a message no rule maps.
+    auth: { allowAnonymous: true, acl: [{ devices: 'dev-3', publish: ['no/#'] }] },
     edgeId: 'edge-t',
     dataDir,
     mqtt: { host: '127.0.0.1', port: 0, wsPort: 0 },
@@ -63,7 +65,7 @@ describe('EdgeNode', () => {
     edgeDir = tempDir();
     cloudDir = tempDir();
     cloud = await startCloud(cloudDir.path);
-    edge = new EdgeNode(edgeConfig(edgeDir.path, cloud.server.port), logger);
+    edge = new EdgeNode(edgeConfig(edgeDir.path, cloud.server.port!), logger);
     await edge.start();
   });
 
@@ -76,7 +78,7 @@ describe('EdgeNode', () => {
   });
 
   it('turns each QoS 1 publish into one CloudEvent in the cloud log, in order, with the design attributes', async () => {
-    const dev = await device(`mqtt://127.0.0.1:${edge.ports.mqtt}`, 'dev-1');
+    const dev = await device(`mqtt://127.0.0.1:${edge.ports.mqtt!}`, 'dev-1');
     clients.push(dev);
     for (let i = 0; i < 50; i++) await dev.publishAsync('telemetry/dev-1/temperature', JSON.stringify({ celsius: 20 + i / 10, seq: i }), { qos: 1 });
     await waitFor('50 events in the cloud', () => cloud.log.lastOffset >= 50);
@@ -97,7 +99,7 @@ describe('EdgeNode', () => {
 
   it('acknowledges a QoS 1 publish only once the event is in the buffer on disk', async () => {
     await cloud.stop(); // no uplink: events stay in the buffer
-    const dev = await device(`mqtt://127.0.0.1:${edge.ports.mqtt}`, 'dev-2');
+    const dev = await device(`mqtt://127.0.0.1:${edge.ports.mqtt!}`, 'dev-2');
     clients.push(dev);
     await dev.publishAsync('telemetry/dev-2/humidity', '{"rh":41}', { qos: 1 });
     // The PUBACK has arrived: the event must be readable from the buffer's committed entries.
@@ -108,7 +110,7 @@ describe('EdgeNode', () => {
   });
 
   it('keeps an invalid message as a dead letter, counts it and stays up', async () => {
-    const dev = await device(`mqtt://127.0.0.1:${edge.ports.mqtt}`, 'dev-3');
+    const dev = await device(`mqtt://127.0.0.1:${edge.ports.mqtt!}`, 'dev-3');
     clients.push(dev);
     await dev.publishAsync('telemetry/dev-3/temperature', '{"celsius": 2', { qos: 1 });
     await dev.publishAsync('no/mapping/for/this/topic', '1', { qos: 1 });
@@ -121,16 +123,16 @@ describe('EdgeNode', () => {
   });
 
   it('passes a valid structured-mode CloudEvent through unchanged', async () => {
-    const dev = await device(`mqtt://127.0.0.1:${edge.ports.mqtt}`, 'dev-4');
+    const dev = await device(`mqtt://127.0.0.1:${edge.ports.mqtt!}`, 'dev-4');
     clients.push(dev);
-    const ce = { specversion: '1.0', id: 'abc-1', source: '/factory/line-2', type: 'com.example.door.opened', time: '2026-11-27T10:00:00Z', datacontenttype: 'application/json', data: { door: 3 } };
+    const ce = { specversion: '1.0', id: 'abc-1', source: '/edges/edge-t/devices/dev-4/door/3', type: 'com.example.door.opened', time: '2026-11-27T10:00:00Z', datacontenttype: 'application/json', data: { door: 3 } };
     await dev.publishAsync('events/dev-4/door', JSON.stringify(ce), { qos: 1 });
     await waitFor('the event in the cloud', () => cloud.log.lastOffset === 1);
     expect((await cloud.log.read(1, 1))[0].event).toEqual(ce);
   });
 
   it('does not make a second event from a DUP re-send of a buffered publish', async () => {
-    const dev = await device(`mqtt://127.0.0.1:${edge.ports.mqtt}`, 'dev-5');
+    const dev = await device(`mqtt://127.0.0.1:${edge.ports.mqtt!}`, 'dev-5');
     clients.push(dev);
     await dev.publishAsync('telemetry/dev-5/temperature', '{"celsius":1}', { qos: 1 });
     const pid = 4242;
@@ -151,9 +153,9 @@ describe('EdgeNode', () => {
   });
 
   it('buffers while the cloud is down and forwards everything exactly once after it returns', async () => {
-    const port = cloud.server.port;
+    const port = cloud.server.port!;
     await cloud.stop();
-    const dev = await device(`mqtt://127.0.0.1:${edge.ports.mqtt}`, 'dev-6');
+    const dev = await device(`mqtt://127.0.0.1:${edge.ports.mqtt!}`, 'dev-6');
     clients.push(dev);
     for (let i = 0; i < 200; i++) await dev.publishAsync('telemetry/dev-6/vibration', JSON.stringify({ seq: i }), { qos: 1 });
     expect(edge.buffer.stats().events).toBe(200);
@@ -165,9 +167,9 @@ describe('EdgeNode', () => {
   });
 
   it('buffers QoS 0 publishes too, and keeps the buffer and the re-send records across a restart', async () => {
-    const port = cloud.server.port;
+    const port = cloud.server.port!;
     await cloud.stop();
-    let dev = await device(`mqtt://127.0.0.1:${edge.ports.mqtt}`, 'dev-7');
+    let dev = await device(`mqtt://127.0.0.1:${edge.ports.mqtt!}`, 'dev-7');
     const sendRaw = (client: MqttClient, dup: boolean) =>
       new Promise<void>((resolve) => {
         client.once('packetreceive', (p) => p.cmd === 'puback' && resolve());
@@ -182,7 +184,7 @@ describe('EdgeNode', () => {
     edge = new EdgeNode(edgeConfig(edgeDir.path, port), logger);
     await edge.start();
     expect(edge.buffer.stats().events).toBe(21);
-    dev = await device(`mqtt://127.0.0.1:${edge.ports.mqtt}`, 'dev-7');
+    dev = await device(`mqtt://127.0.0.1:${edge.ports.mqtt!}`, 'dev-7');
     clients.push(dev);
     await sendRaw(dev, true); // the PUBACK was lost in the restart: the device re-sends
     expect(edge.metrics.total('tributary_edge_resends_deduplicated_total')).toBe(1);

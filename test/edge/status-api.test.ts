@@ -219,7 +219,7 @@ describe('edge node status endpoint', () => {
     dir = tempDir();
     const uplinkPort = await freePort();
     edge = new EdgeNode(
-      parseConfig(edgeConfigSchema, {
+      parseConfig(edgeConfigSchema, { auth: { allowAnonymous: true },
         edgeId: 'edge-http',
         dataDir: `${dir.path}/edge`,
         mqtt: { host: '127.0.0.1', port: 0, wsPort: null },
@@ -267,7 +267,7 @@ describe('edge node status endpoint', () => {
     expect(await metrics.text()).toContain('tributary_edge_lane_events{lane="normal"} 20\n');
 
     cloud = new CloudNode(
-      parseConfig(cloudConfigSchema, {
+      parseConfig(cloudConfigSchema, { auth: { allowAnonymous: true },
         dataDir: `${dir.path}/cloud`,
         store: { durability: 'crash-safe' },
         uplink: { host: '127.0.0.1', port: Number(new URL(edge.config.uplink.url).port) },
@@ -289,7 +289,7 @@ describe('edge node status endpoint', () => {
   it('starts without its status endpoint, and says so, when the port is taken: devices can still deliver', async () => {
     const lines: string[] = [];
     const second = new EdgeNode(
-      parseConfig(edgeConfigSchema, {
+      parseConfig(edgeConfigSchema, { auth: { allowAnonymous: true },
         edgeId: 'edge-second',
         dataDir: `${dir.path}/second`,
         mqtt: { host: '127.0.0.1', port: 0, wsPort: null },
@@ -317,7 +317,7 @@ describe('edge node status endpoint', () => {
 
   it('serves no status endpoint when http.port is null', async () => {
     const off = new EdgeNode(
-      parseConfig(edgeConfigSchema, {
+      parseConfig(edgeConfigSchema, { auth: { allowAnonymous: true },
         edgeId: 'edge-off',
         dataDir: `${dir.path}/off`,
         mqtt: { host: '127.0.0.1', port: 0, wsPort: null },

@@ -97,14 +97,14 @@ async function gatedCloud(dir: string, port = 0) {
 }
 
 async function startCloudNode(dataDir: string, port: number): Promise<CloudNode> {
-  const config = parseConfig(cloudConfigSchema, { dataDir, store: { durability: 'crash-safe' }, uplink: { host: '127.0.0.1', port }, http: { host: '127.0.0.1', port: 0 }, statusIntervalMs: 0 });
+  const config = parseConfig(cloudConfigSchema, { auth: { allowAnonymous: true }, dataDir, store: { durability: 'crash-safe' }, uplink: { host: '127.0.0.1', port }, http: { host: '127.0.0.1', port: 0 }, statusIntervalMs: 0 });
   const cloud = new CloudNode(config, logger);
   await cloud.start();
   return cloud;
 }
 
 function edgeConfig(dataDir: string, cloudPort: number, uplink: Record<string, unknown> = {}) {
-  return parseConfig(edgeConfigSchema, {
+  return parseConfig(edgeConfigSchema, { auth: { allowAnonymous: true },
     edgeId: 'edge-u',
     dataDir,
     mqtt: { host: '127.0.0.1', port: 0, wsPort: null },
@@ -150,7 +150,7 @@ describe('Uplink', () => {
     const cloud = await gatedCloud(temp());
     cleanups.push(() => cloud.stop());
     cloud.gate.holding = true;
-    const { edge, device } = await startEdge(cloud.server.port, { inflight: 4, batchMaxEvents: 1000 });
+    const { edge, device } = await startEdge(cloud.server.port!, { inflight: 4, batchMaxEvents: 1000 });
 
     await device.publishAsync('telemetry/dev-u/temperature', '{"seq":1}', { qos: 1 });
     await waitFor('the first batch', () => cloud.gate.held.length === 1);
@@ -192,7 +192,7 @@ describe('Uplink', () => {
     const cloud = await gatedCloud(temp());
     cleanups.push(() => cloud.stop());
     cloud.gate.holding = true;
-    const { edge, device } = await startEdge(cloud.server.port, { inflight: 2, batchMaxEvents: 100 });
+    const { edge, device } = await startEdge(cloud.server.port!, { inflight: 2, batchMaxEvents: 100 });
     await publishMany(device, 'telemetry/dev-u/bulk', 1000);
     // The window is full of low-lane batches, which the cloud holds; the alarms must wait for a free slot.
     await waitFor('a full window', () => cloud.gate.held.length === 2);
@@ -223,7 +223,7 @@ describe('Uplink', () => {
     cleanups.push(() => cloud.stop());
     const { edge, device } = await startEdge(port);
     const ce = (n: number, expirytime?: string) =>
-      JSON.stringify({ specversion: '1.0', id: `ce-${n}`, source: '/factory/line-1', type: 'com.example.reading', datacontenttype: 'application/json', data: { seq: n }, ...(expirytime ? { expirytime } : {}) });
+      JSON.stringify({ specversion: '1.0', id: `ce-${n}`, source: '/edges/edge-u/devices/dev-u', type: 'com.example.reading', datacontenttype: 'application/json', data: { seq: n }, ...(expirytime ? { expirytime } : {}) });
     const past = '2001-01-01T00:00:00Z';
     const future = new Date(Date.now() + 3_600_000).toISOString();
 
@@ -260,7 +260,7 @@ describe('Uplink', () => {
     cleanups.push(() => buffer.close());
     const append = (lane: 0 | 1 | 2, id: string) =>
       new Promise<void>((resolve, reject) =>
-        buffer.append(lane, encode({ specversion: '1.0', id, source: '/s', type: 't' }), (err) => (err ? reject(err) : resolve())),
+        buffer.append(lane, encode({ specversion: '1.0', id, source: '/edges/edge-age', type: 't' }), (err) => (err ? reject(err) : resolve())),
       );
     for (let i = 1; i <= 4; i++) await append(NORMAL, `old-${i}`);
     await append(HIGH, 'old-high');
@@ -327,7 +327,7 @@ describe('Uplink', () => {
     const metrics = new Metrics();
     const buffer = await EdgeBuffer.open(store, { maxBytes: 64 * 1024 * 1024, maxAgeSeconds: 0, overflow: 'backpressure', metrics, logger });
     cleanups.push(() => buffer.close());
-    await new Promise<void>((resolve, reject) => buffer.append(NORMAL, encode({ specversion: '1.0', id: 'a', source: '/s', type: 't' }), (err) => (err ? reject(err) : resolve())));
+    await new Promise<void>((resolve, reject) => buffer.append(NORMAL, encode({ specversion: '1.0', id: 'a', source: '/edges/edge-hooks', type: 't' }), (err) => (err ? reject(err) : resolve())));
 
     const calls: string[] = [];
     const commands: string[] = [];
@@ -400,7 +400,7 @@ describe('Ingress, the uplink at the cloud', () => {
     try {
       const edge = await mqtt.connectAsync(`mqtt://127.0.0.1:${server.port}`, { clientId: 'edge-x', protocolVersion: 4, reconnectPeriod: 0 });
       const closed = new Promise<void>((resolve) => edge.once('close', () => resolve()));
-      const bad = encode({ v: 2, edge: 'edge-x', lane: 7, seqs: [1], events: [encode({ specversion: '1.0', id: 'a', source: '/s', type: 't' })] });
+      const bad = encode({ v: 2, edge: 'edge-x', lane: 7, seqs: [1], events: [encode({ specversion: '1.0', id: 'a', source: '/edges/edge-x', type: 't' })] });
       void edge.publishAsync('tributary/v1/edges/edge-x/batches', Buffer.from(bad), { qos: 1 }).catch(() => undefined);
       await closed; // MQTT 3.1.1 has no negative PUBACK: the cloud closes the connection [MQTT-3.3.5-2]
       await edge.endAsync(true);
@@ -409,7 +409,7 @@ describe('Ingress, the uplink at the cloud', () => {
       expect(log.lastOffset).toBe(0);
 
       const again = await mqtt.connectAsync(`mqtt://127.0.0.1:${server.port}`, { clientId: 'edge-x', protocolVersion: 4, reconnectPeriod: 0 });
-      const good = encode({ v: 2, edge: 'edge-x', lane: 2, seqs: [1], events: [encode({ specversion: '1.0', id: 'b', source: '/s', type: 't' })] });
+      const good = encode({ v: 2, edge: 'edge-x', lane: 2, seqs: [1], events: [encode({ specversion: '1.0', id: 'b', source: '/edges/edge-x', type: 't' })] });
       await again.publishAsync('tributary/v1/edges/edge-x/batches', Buffer.from(good), { qos: 1 });
       await again.endAsync(true);
       expect((await log.read(1, 10)).map((e) => e.event.id)).toEqual(['b']);

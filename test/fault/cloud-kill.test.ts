@@ -51,7 +51,7 @@ describe(`a cloud killed with SIGKILL mid-commit, ${KILLS} times (${seed.label})
     expect(acked).toHaveLength(DEVICES * MESSAGES);
     await waitForDrain(mesh);
     console.log(`cloud-kill: log's last offset at each restart ${JSON.stringify(lastOffsets)}; acks at the end ${countAcks(ackFile)}`);
-    const events = await readCloudLog(mesh.httpUrl);
+    const events = await readCloudLog(mesh);
     expectExactlyOnce(acked, events, DEVICES, MESSAGES);
     // The log kept what was committed before each kill, and offsets carry on from there.
     expect(lastOffsets).toEqual([...lastOffsets].sort((a, b) => a - b));

@@ -65,7 +65,7 @@ describe(`an edge killed with SIGKILL mid-batch, ${KILLS} times (${seed.label})`
     await waitForDrain(mesh);
     const stopped = await sim.waitForLog('stopped');
     console.log(`edge-kill: restarts ${JSON.stringify(restarts)}; devices re-sent ${String(stopped.resent)} publishes`);
-    expectExactlyOnce(acked, await readCloudLog(mesh.httpUrl), DEVICES, MESSAGES);
+    expectExactlyOnce(acked, await readCloudLog(mesh), DEVICES, MESSAGES);
     expect(restarts.some((r) => r.buffered > 0), 'some kill left events in the buffer to re-send').toBe(true);
   });
 });

@@ -40,7 +40,7 @@ for (const runtime of ['node', 'deno'] as Runtime[]) {
     let httpUrl: string;
 
     beforeAll(async () => {
-      cloud = new NodeProcess(runtime, ['cloud', '--data-dir', `${dir.path}/cloud`, '--uplink-port', '0', '--http-port', '0', '--status-interval', '0']);
+      cloud = new NodeProcess(runtime, ['cloud', '--data-dir', `${dir.path}/cloud`, '--uplink-port', '0', '--http-port', '0', '--status-interval', '0', '--allow-anonymous']);
       const started = await cloud.waitForLog('cloud node started');
       uplinkUrl = String(started.uplink);
       httpUrl = String(started.http);

@@ -60,7 +60,7 @@ describe(`an edge restarted while its uplink is partitioned (${seed.label})`, ()
     const acked = readAcks(ackFile);
     expect(acked).toHaveLength(DEVICES * MESSAGES);
     await waitForDrain(mesh);
-    expectExactlyOnce(acked, await readCloudLog(mesh.httpUrl), DEVICES, MESSAGES);
+    expectExactlyOnce(acked, await readCloudLog(mesh), DEVICES, MESSAGES);
   });
 });
 
@@ -85,7 +85,7 @@ describe('an edge whose cloud has never run', () => {
 
     await mesh.startCloud();
     await waitForDrain(mesh);
-    expectExactlyOnce(readAcks(ackFile), await readCloudLog(mesh.httpUrl), devices, messages);
+    expectExactlyOnce(readAcks(ackFile), await readCloudLog(mesh), devices, messages);
     expect(await cloudLastOffset(mesh.httpUrl)).toBe(devices * messages);
   });
 });

@@ -50,7 +50,7 @@ for (const runtime of ['node', 'deno'] as Runtime[]) {
       const acked = readAcks(ackFile);
       expect(acked).toHaveLength(DEVICES * MESSAGES);
       await waitForDrain(mesh);
-      expectExactlyOnce(acked, await readCloudLog(mesh.httpUrl), DEVICES, MESSAGES);
+      expectExactlyOnce(acked, await readCloudLog(mesh), DEVICES, MESSAGES);
     });
   });
 }

@@ -58,7 +58,7 @@ describe('startMqttServer', () => {
   });
 
   async function device(clientId: string, keepaliveSeconds: number): Promise<Raw> {
-    const raw = await open(server.port);
+    const raw = await open(server.port!);
     raws.push(raw);
     raw.socket.write(connectPacket(clientId, keepaliveSeconds));
     await waitFor('CONNACK', () => raw.received().length >= 4);
@@ -93,7 +93,7 @@ describe('startMqttServer', () => {
   });
 
   it('ends connections that never sent CONNECT when it closes', async () => {
-    const raw = await open(server.port);
+    const raw = await open(server.port!);
     raws.push(raw);
     await new Promise((r) => setTimeout(r, 50));
     await server.close();

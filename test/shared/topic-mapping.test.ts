@@ -5,7 +5,7 @@ import { validateCloudEvent } from '../../shared/cloud-event.ts';
 import { InvalidEventError } from '../../shared/errors.ts';
 import { EventIdGenerator, eventIdTime } from '../../shared/event-id.ts';
 import type { MappingResult, TopicRule } from '../../shared/topic-mapping.ts';
-import { compileTopicRules, DEFAULT_TOPIC_RULES, parsePayload, TopicMapper } from '../../shared/topic-mapping.ts';
+import { compileTopicRules, DEFAULT_TOPIC_RULES, MAX_JSON_DEPTH, parsePayload, TopicMapper } from '../../shared/topic-mapping.ts';
 
 const NOW = Date.UTC(2024, 4, 1, 12, 0, 0, 123);
 const text = (s: string) => new TextEncoder().encode(s);
@@ -81,7 +81,7 @@ describe('TopicMapper with the default rules', () => {
     const original = {
       specversion: '1.0',
       id: 'device-made-id-1',
-      source: 'urn:acme:sensor:42',
+      source: '/edges/edge-a/devices/dev1/sensor-42',
       type: 'com.acme.reading',
       time: '2023-01-01T00:00:00Z',
       datacontenttype: 'application/json',
@@ -94,11 +94,46 @@ describe('TopicMapper with the default rules', () => {
 
   it('rejects an invalid structured-mode CloudEvent with the validation reason', () => {
     const m = mapper();
-    const noId = errorOf(m.map('telemetry/dev1/t', text('{"specversion":"1.0","source":"/s","type":"t"}')));
+    const noId = errorOf(m.map('telemetry/dev1/t', text('{"specversion":"1.0","source":"/edges/edge-a/devices/dev1","type":"t"}')));
     expect(noId.reason).toBe('id');
     expect(noId.message).toContain('"id"');
-    const oldVersion = errorOf(m.map('telemetry/dev1/t', text('{"specversion":"0.3","id":"1","source":"/s","type":"t"}')));
+    const oldVersion = errorOf(m.map('telemetry/dev1/t', text('{"specversion":"0.3","id":"1","source":"/edges/edge-a/devices/dev1","type":"t"}')));
     expect(oldVersion.reason).toBe('specversion');
+  });
+
+  it('rejects JSON nested deeper than MAX_JSON_DEPTH (encoding it would overflow the call stack), and takes it up to there', () => {
+    const m = mapper();
+    const nested = (depth: number) => text('{"a":'.repeat(depth) + '1' + '}'.repeat(depth));
+    for (const depth of [3_000, MAX_JSON_DEPTH + 1]) {
+      for (const result of [m.map('telemetry/dev1/t', nested(depth)), m.mapEncoded('telemetry/dev1/t', nested(depth))]) {
+        expect((result as MappingResult).ok).toBe(false);
+        expect(errorOf(result as MappingResult).reason).toBe('too-deep');
+      }
+    }
+    expect(m.mapEncoded('telemetry/dev1/t', nested(MAX_JSON_DEPTH)).ok).toBe(true);
+    // Brackets inside strings are not nesting.
+    expect(m.mapEncoded('telemetry/dev1/t', text(JSON.stringify({ s: '['.repeat(1000) + '\\"{' }))).ok).toBe(true);
+  });
+
+  it('accepts a structured-mode CloudEvent only with the source of the device its topic names, or under it', () => {
+    const m = mapper();
+    const event = (source: string) => text(JSON.stringify({ specversion: '1.0', id: 'e-1', source, type: 't' }));
+    expect(eventOf(m.map('telemetry/dev1/t', event('/edges/edge-a/devices/dev1'))).source).toBe('/edges/edge-a/devices/dev1');
+    expect(eventOf(m.map('events/dev1/door', event('/edges/edge-a/devices/dev1/door/3'))).source).toBe('/edges/edge-a/devices/dev1/door/3');
+    for (const source of ['/s', '/edges/edge-a/devices/dev2', '/edges/edge-a/devices/dev10', '/edges/edge-a/devices/dev1x/a', '/edges/edge-b/devices/dev1', '/edges/edge-a', 'urn:dev1']) {
+      for (const result of [m.map('telemetry/dev1/t', event(source)), m.mapEncoded('telemetry/dev1/t', event(source))]) {
+        const err = errorOf(result as MappingResult);
+        expect([source, err.reason]).toEqual([source, 'foreign-source']);
+        expect(err.message).toContain(`"${source}"`);
+        expect(err.message).toContain('"/edges/edge-a/devices/dev1"');
+      }
+    }
+  });
+
+  it('rejects a structured-mode CloudEvent on a topic that names no device', () => {
+    const err = errorOf(mapper().map('factory/line-1', text(JSON.stringify({ specversion: '1.0', id: 'e-1', source: '/edges/edge-a/devices/dev1', type: 't' }))));
+    expect(err.reason).toBe('unmapped-topic');
+    expect(err.message).toContain('"factory/line-1"');
   });
 
   it('rejects a topic that matches no rule, naming the topic', () => {
@@ -232,13 +267,13 @@ describe('TopicMapper.mapEncoded', () => {
   ];
 
   it('writes the bytes encode(map(...).event) writes, for JSON, opaque bytes and structured-mode events', () => {
-    const structured = JSON.stringify({ specversion: '1.0', id: 'x-1', source: '/s', type: 't', data: { a: 1 } });
+    const structured = (deviceId: string) => JSON.stringify({ specversion: '1.0', id: 'x-1', source: `/edges/edge-a/devices/${deviceId}`, type: 't', data: { a: 1 } });
     const binary = [new Uint8Array([0, 1, 2, 0xff]), new Uint8Array(300).fill(0xfe), new Uint8Array(70_000).fill(0xc1)];
     const m = mapper({ ids: new FixedIds() });
     // Aedes hands payloads over as Buffers, often windows on a larger one.
     const buffers = [Buffer.from('{"v":[1,2.5,"x"]}'), Buffer.from('..{"w":true}..').subarray(2, 12), Buffer.from([0xde, 0xad, 0xbe, 0xef])];
-    for (const payload of [...payloads.map(text), text(structured), ...binary, ...buffers]) {
-      for (const topic of ['telemetry/dev1/temperature', 'events/door-7/opened']) {
+    for (const topic of ['telemetry/dev1/temperature', 'events/door-7/opened']) {
+      for (const payload of [...payloads.map(text), text(structured(topic.split('/')[1])), ...binary, ...buffers]) {
         const result = m.mapEncoded(topic, payload);
         if (!result.ok) throw result.error;
         expect(Buffer.from(result.bytes).toString('hex')).toBe(Buffer.from(encode(eventOf(m.map(topic, payload)))).toString('hex'));
@@ -263,7 +298,9 @@ describe('TopicMapper.mapEncoded', () => {
       ['telemetry/dev1/t', '{"celsius": 2'],
       ['nowhere/dev1', '{"v":1}'],
       ['nowhere/dev1', 'bytes'],
-      ['telemetry/dev1/t', '{"specversion":"1.0","source":"/s","type":"t"}'],
+      ['telemetry/dev1/t', '{"specversion":"1.0","source":"/edges/edge-a/devices/dev1","type":"t"}'],
+      ['telemetry/dev1/t', '{"specversion":"1.0","id":"1","source":"/s","type":"t"}'],
+      ['nowhere/dev1', '{"specversion":"1.0","id":"1","source":"/edges/edge-a/devices/dev1","type":"t"}'],
     ];
     for (const [topic, payload] of cases) {
       const result = m.mapEncoded(topic, text(payload));
