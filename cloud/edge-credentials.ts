@@ -6,19 +6,18 @@
 import { join } from 'node:path';
 import type { NewToken } from '../shared/access-token.ts';
 import { generateToken, isSecretHash, isTokenId, parseToken, secretMatches } from '../shared/access-token.ts';
+import { EDGE_ID_RULE, isEdgeId } from '../shared/command-wire.ts';
 import { CredentialFile, CredentialStore } from '../shared/credential-file.ts';
 import { UsageError } from '../shared/errors.ts';
 import type { Logger } from '../shared/logger.ts';
 import { silentLogger } from '../shared/logger.ts';
 import type { CloudConfig } from './config.ts';
 
-/** The rule of `edgeId` in edge/config.ts (the cloud does not import the edge's code, so it is repeated here). */
-export const EDGE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
-export const EDGE_ID_RULE = '1-64 letters, digits, "-", "_" or ".", starting with a letter or digit';
+export { EDGE_ID_RULE };
 
 /** What is wrong with `edgeId`, or undefined when it is a valid edge id. */
 export function edgeIdProblem(edgeId: string): string | undefined {
-  if (EDGE_ID_PATTERN.test(edgeId)) return undefined;
+  if (isEdgeId(edgeId)) return undefined;
   return `invalid edge id ${JSON.stringify(edgeId)}: an edge id is ${EDGE_ID_RULE} (as edgeId in the edge's config)`;
 }
 

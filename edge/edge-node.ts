@@ -23,6 +23,7 @@ import { EdgeStatusReporter } from './edge-status.ts';
 import { Ingest } from './ingest.ts';
 import { LaneRouter } from './lanes.ts';
 import { MqttLimits } from './mqtt-limits.ts';
+import type { PublishRoute } from './mqtt-limits.ts';
 import { ResendGuard } from './resend-guard.ts';
 import { startStatusServer } from './status-api.ts';
 import type { LinkState } from './uplink.ts';
@@ -123,6 +124,11 @@ export class EdgeNode {
       const limits = new MqttLimits({ limits: config.limits, deadLetters, metrics: this.metrics, logger: this.#logger.child({ component: 'limits' }) });
       this.#limits = limits;
       const tls = config.mqtt.tls;
+      // Where a publish within the limits goes: one function for all publishes, not a closure per message.
+      const route: PublishRoute = (client, packet, done) => {
+        if (!acl.allowPublish(client, packet, done)) return;
+        if (!commands.authorizePublish(client, packet, done)) ingest.authorizePublish(client, packet, done);
+      };
       this.#broker = await startMqttServer({
         host: config.mqtt.host,
         port: config.mqtt.port,
@@ -138,14 +144,8 @@ export class EdgeNode {
           // Limits first (size, topic, rate), then the ACL; then command replies (and stray publishes on command
           // topics) are the commands' own, and the rest is ingest's.
           authorizePublish: (client, packet, callback) => {
-            if (!client) {
-              ingest.authorizePublish(client, packet, callback);
-              return;
-            }
-            limits.admitPublish(client, packet, callback, (done) => {
-              if (!acl.allowPublish(client, packet, done)) return;
-              if (!commands.authorizePublish(client, packet, done)) ingest.authorizePublish(client, packet, done);
-            });
+            if (!client) ingest.authorizePublish(client, packet, callback);
+            else limits.admitPublish(client, packet, callback, route);
           },
           authorizeSubscribe: (client, subscription, callback) => {
             const breach = limits.checkSubscribe(client, subscription);

@@ -24,6 +24,7 @@
  */
 import { Buffer } from 'node:buffer';
 import type { Client, PublishPacket, Subscription } from 'aedes';
+import { LimitExceededError } from '../shared/errors.ts';
 import { LogThrottle } from '../shared/log-throttle.ts';
 import type { Logger } from '../shared/logger.ts';
 import type { Counter, Metrics } from '../shared/metrics.ts';
@@ -38,18 +39,9 @@ export type LimitName = (typeof LIMIT_NAMES)[number];
 /** What happened to the client or its message when it went past a limit (a field of the log line). */
 export type LimitAction = 'disconnected' | 'refused' | 'dead-lettered' | 'slowed' | 'dropped';
 
-/** A client went past a limit: the error its connection is closed with. */
-export class LimitExceededError extends Error {
-  readonly code = 'ERR_LIMIT';
-  readonly limit: LimitName;
-  constructor(limit: LimitName, message: string) {
-    super(message);
-    this.name = 'LimitExceededError';
-    this.limit = limit;
-  }
-}
-
 export type PublishCallback = (error?: Error | null) => void;
+/** Where an admitted publish goes next; it must hand its outcome to `done`. */
+export type PublishRoute = (client: Client, packet: PublishPacket, done: PublishCallback) => void;
 
 export interface MqttLimitsOptions {
   limits: EdgeConfig['limits'];
@@ -73,7 +65,7 @@ interface PacketParser {
 interface Waiting {
   packet: PublishPacket;
   done: PublishCallback;
-  next: (callback: PublishCallback) => void;
+  next: PublishRoute;
 }
 
 /** What the limits keep for a connected client that publishes; dropped when its connection closes. */
@@ -186,10 +178,11 @@ export class MqttLimits {
 
   /**
    * Checks a publish against the limits: calls `callback` with an error (refused: Aedes closes the connection),
-   * or `callback(null)` (dropped, or kept as a dead letter), or `next(callback)` — at once, or later when the
-   * device's rate allows. `next` must hand its outcome to the callback it is given.
+   * or `callback(null)` (dropped, or kept as a dead letter), or `next(client, packet, done)` — at once, or later
+   * when the device's rate allows. `next` must hand its outcome to the `done` it is given. It takes the client and
+   * packet so that the caller can pass one function for every publish instead of a closure per message.
    */
-  admitPublish(client: Client, packet: PublishPacket, callback: PublishCallback, next: (callback: PublishCallback) => void): void {
+  admitPublish(client: Client, packet: PublishPacket, callback: PublishCallback, next: PublishRoute): void {
     const topicBreach = this.#topicBreach(packet.topic);
     if (topicBreach !== null) {
       const message = `publish to ${topicBreach.message}`;
@@ -258,7 +251,7 @@ export class MqttLimits {
     this.#rate.clear();
   }
 
-  #admitted(client: Client, packet: PublishPacket, done: PublishCallback, next: (callback: PublishCallback) => void): void {
+  #admitted(client: Client, packet: PublishPacket, done: PublishCallback, next: PublishRoute): void {
     const max = this.#limits.maxPayloadBytes;
     if (max > 0) {
       const payload = packet.payload;
@@ -268,7 +261,7 @@ export class MqttLimits {
         return;
       }
     }
-    next(done);
+    next(client, packet, done);
   }
 
   #deadLetter(client: Client, packet: PublishPacket, size: number, max: number, done: PublishCallback): void {

@@ -10,6 +10,7 @@ export const ErrorCode = {
   Closed: 'ERR_CLOSED',
   Wire: 'ERR_WIRE',
   Usage: 'ERR_USAGE',
+  Limit: 'ERR_LIMIT',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -69,6 +70,16 @@ export class WireError extends TributaryError {
 export class UsageError extends TributaryError {
   constructor(message: string) {
     super(ErrorCode.Usage, message);
+  }
+}
+
+/** A client went past a limit against abuse (edge/mqtt-limits.ts): the error its connection is closed with. */
+export class LimitExceededError extends TributaryError {
+  /** Which limit, e.g. `packet-size`; the label of its counter. */
+  readonly limit: string;
+  constructor(limit: string, message: string) {
+    super(ErrorCode.Limit, message);
+    this.limit = limit;
   }
 }
 

@@ -7,7 +7,8 @@ import type { Client, PublishPacket, Subscription } from 'aedes';
 import { edgeConfigSchema } from '../../edge/config.ts';
 import type { EdgeConfig } from '../../edge/config.ts';
 import type { DeadLetter, DeadLetters } from '../../edge/dead-letters.ts';
-import { LimitExceededError, MqttLimits } from '../../edge/mqtt-limits.ts';
+import { MqttLimits } from '../../edge/mqtt-limits.ts';
+import { LimitExceededError } from '../../shared/errors.ts';
 import type { PublishCallback } from '../../edge/mqtt-limits.ts';
 import { parseConfig } from '../../shared/config.ts';
 import { Logger } from '../../shared/logger.ts';
@@ -56,7 +57,7 @@ function admit(limits: MqttLimits, client: Client, packet: PublishPacket) {
     client,
     packet,
     (err) => void (outcome.called = err ?? null),
-    (done) => void (outcome.passed = done),
+    (_client, _packet, done) => void (outcome.passed = done),
   );
   return outcome;
 }
@@ -69,7 +70,7 @@ describe('MqttLimits', () => {
       expect(outcome.called).toBeUndefined();
       expect(outcome.passed).toBeTypeOf('function');
       let acked: Error | null | undefined;
-      t.limits.admitPublish(fakeClient('dev-2'), publish('telemetry/dev-2/t', 1), (err) => void (acked = err ?? null), (done) => done(null));
+      t.limits.admitPublish(fakeClient('dev-2'), publish('telemetry/dev-2/t', 1), (err) => void (acked = err ?? null), (_client, _packet, done) => done(null));
       expect(acked).toBeNull();
       expect(Object.values(t.breaches()).every((n) => n === 0)).toBe(true);
     });

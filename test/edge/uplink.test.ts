@@ -12,6 +12,7 @@ import { EdgeBuffer } from '../../edge/edge-buffer.ts';
 import { EdgeNode } from '../../edge/edge-node.ts';
 import { HIGH, LOW, NORMAL } from '../../edge/lanes.ts';
 import { Uplink } from '../../edge/uplink.ts';
+import type { UplinkOptions } from '../../edge/uplink.ts';
 import { Backoff } from '../../shared/backoff.ts';
 import { encode } from '../../shared/codec.ts';
 import { parseConfig } from '../../shared/config.ts';
@@ -268,19 +269,7 @@ describe('Uplink', () => {
     for (let i = 1; i <= 3; i++) await append(NORMAL, `new-${i}`);
     // 61 s past the first events when the uplink reads them.
     bufferNow += 31_000;
-    const uplink = new Uplink({
-      url: `mqtt://127.0.0.1:${port}`,
-      edgeId: 'edge-age',
-      buffer,
-      batchMaxEvents: 1000,
-      batchMaxBytes: 1024 * 1024,
-      inflight: 4,
-      keepaliveSeconds: 30,
-      backoff: new Backoff({ initialMs: 20, maxMs: 100 }),
-      logger,
-      metrics,
-      now: () => bufferNow,
-    });
+    const uplink = standaloneUplink(port, 'edge-age', buffer, metrics, { now: () => bufferNow });
     uplink.start();
     cleanups.push(() => uplink.stop());
     await waitFor('the buffer to drain', () => buffer.stats().events === 0);
@@ -333,17 +322,7 @@ describe('Uplink', () => {
     const commands: string[] = [];
     let subscribed = 0;
     let now = 1_000;
-    const uplink = new Uplink({
-      url: `mqtt://127.0.0.1:${port}`,
-      edgeId: 'edge-hooks',
-      buffer,
-      batchMaxEvents: 1000,
-      batchMaxBytes: 1024 * 1024,
-      inflight: 4,
-      keepaliveSeconds: 30,
-      backoff: new Backoff({ initialMs: 20, maxMs: 100 }),
-      logger,
-      metrics,
+    const uplink = standaloneUplink(port, 'edge-hooks', buffer, metrics, {
       now: () => now,
       onConnected: (client) => {
         calls.push(`connected (${cloud.gate.seen.length} batches seen)`);
@@ -421,3 +400,20 @@ describe('Ingress, the uplink at the cloud', () => {
     }
   });
 });
+
+/** An uplink over a buffer of the test's own (no edge node around it), with small batches' defaults and a fast backoff. */
+function standaloneUplink(port: number, edgeId: string, buffer: EdgeBuffer, metrics: Metrics, extra: Partial<UplinkOptions>): Uplink {
+  return new Uplink({
+    url: `mqtt://127.0.0.1:${port}`,
+    edgeId,
+    buffer,
+    batchMaxEvents: 1000,
+    batchMaxBytes: 1024 * 1024,
+    inflight: 4,
+    keepaliveSeconds: 30,
+    backoff: new Backoff({ initialMs: 20, maxMs: 100 }),
+    logger,
+    metrics,
+    ...extra,
+  });
+}

@@ -17,6 +17,7 @@ import { parseConfig } from '../../shared/config.ts';
 import { ConfigError } from '../../shared/errors.ts';
 import { Logger } from '../../shared/logger.ts';
 import { encodeBatch, uplinkTopic } from '../../shared/uplink-wire.ts';
+import { connackCode } from '../helpers/connack.ts';
 import { tempDir } from '../helpers/temp-dir.ts';
 import { waitFor } from '../helpers/wait.ts';
 
@@ -54,16 +55,6 @@ describe('edge trust (cloud uplink)', () => {
     const client = await mqtt.connectAsync(url, { protocolVersion: 4, clean: true, reconnectPeriod: 0, connectTimeout: 5_000, ...options });
     cleanups.push(() => client.endAsync(true));
     return client;
-  }
-
-  /** The CONNACK return code a connection attempt is refused with (0 when it is accepted). */
-  async function connackCode(url: string, options: IClientOptions): Promise<number> {
-    try {
-      await connect(url, options);
-      return 0;
-    } catch (err) {
-      return (err as { code?: number }).code ?? -1;
-    }
   }
 
   async function logSources(node: CloudNode): Promise<string[]> {
